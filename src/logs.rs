@@ -1,0 +1,250 @@
+//! The two log files. The messages log is the daemon's memory: one line per message
+//! event, `STAMP JSON`, written before the event takes effect. `state.json` checkpoints
+//! the state at a given length of that log, so that start-up replays only the tail.
+//! The errors log gets every refusal and failure, through `log` + `simplelog`.
+
+use crate::clock;
+use crate::onion::OnionId;
+use crate::store::{Event, Record, State};
+use log::warn;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+const MESSAGES: &str = "messages.log";
+const CHECKPOINT: &str = "state.json";
+
+#[derive(Serialize, Deserialize)]
+struct Checkpoint<S> {
+    ino: u64,
+    len: u64,
+    state: S,
+}
+
+pub struct Journal {
+    dir: PathBuf,
+    file: File,
+    ino: u64,
+    len: u64,
+    checkpointed: u64,
+    checkpoint_size: u64,
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).read(true).open(path)
+}
+
+fn failed(what: &str, path: &Path, e: impl std::fmt::Display) -> String {
+    format!("cannot {what} {}: {e}", path.display())
+}
+
+impl Journal {
+    /// Opens the messages log in `dir` and rebuilds the state: the last checkpoint plus
+    /// the log lines written after it.
+    pub fn open(dir: &Path) -> Result<(Journal, State), String> {
+        fs::create_dir_all(dir).map_err(|e| failed("create", dir, e))?;
+        let path = dir.join(MESSAGES);
+        let mut file = open_append(&path).map_err(|e| failed("open", &path, e))?;
+        let meta = file.metadata().map_err(|e| failed("read", &path, e))?;
+        let (ino, mut len) = (meta.ino(), meta.len());
+        let mut last = [0u8];
+        // A crash can cut the last line; end it so that the next record starts afresh.
+        if len > 0 && file.read_exact_at(&mut last, len - 1).is_ok() && last[0] != b'\n' {
+            file.write_all(b"\n").map_err(|e| failed("write", &path, e))?;
+            len += 1;
+        }
+        let (mut state, from) = Self::load_checkpoint(dir, ino, len);
+        replay(&path, from, &mut state).map_err(|e| failed("read", &path, e))?;
+        let mut journal = Journal { dir: dir.into(), file, ino, len, checkpointed: 0, checkpoint_size: 0 };
+        journal.checkpoint(&state)?;
+        Ok((journal, state))
+    }
+
+    fn load_checkpoint(dir: &Path, ino: u64, len: u64) -> (State, u64) {
+        let path = dir.join(CHECKPOINT);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return (State::default(), 0),
+            Err(e) => {
+                warn!("{}; rebuilding from the whole messages log", failed("read", &path, e));
+                return (State::default(), 0);
+            }
+        };
+        match serde_json::from_slice::<Checkpoint<State>>(&bytes) {
+            Ok(c) if c.ino == ino && c.len <= len => (c.state, c.len),
+            // The log was rotated after the checkpoint: finish the old file first.
+            Ok(mut c) => match rotated(dir, c.ino) {
+                Some(old) if replay(&old, c.len, &mut c.state).is_ok() => (c.state, 0),
+                _ => {
+                    warn!("{} does not match the messages log; rebuilding from it", path.display());
+                    (State::default(), 0)
+                }
+            },
+            Err(e) => {
+                warn!("{} is damaged ({e}); rebuilding from the messages log", path.display());
+                (State::default(), 0)
+            }
+        }
+    }
+
+    /// A record counts only once this returns Ok; a failed write is undone so that the
+    /// next record does not get glued to half a line.
+    pub fn append(&mut self, rec: &Record) -> Result<(), String> {
+        let mut line = format!("{} ", clock::stamp(rec.t)).into_bytes();
+        serde_json::to_writer(&mut line, rec).map_err(|e| e.to_string())?;
+        line.push(b'\n');
+        if let Err(e) = self.file.write_all(&line) {
+            let _ = self.file.set_len(self.len);
+            return Err(format!("cannot write the messages log: {e}"));
+        }
+        self.len += line.len() as u64;
+        Ok(())
+    }
+
+    /// Checkpointing costs a write of the whole state; doing it once the log has grown by
+    /// more than that keeps its cost proportional and bounds what a restart replays.
+    pub fn checkpoint_due(&self) -> bool {
+        self.len - self.checkpointed > self.checkpoint_size.max(16 << 20)
+    }
+
+    pub fn checkpoint(&mut self, state: &State) -> Result<(), String> {
+        let path = self.dir.join(CHECKPOINT);
+        let tmp = self.dir.join("state.json.tmp");
+        let bytes = serde_json::to_vec(&Checkpoint { ino: self.ino, len: self.len, state })
+            .map_err(|e| e.to_string())?;
+        let write = || -> io::Result<()> {
+            self.file.sync_data()?;
+            let mut f = File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| failed("write", &path, e))?;
+        self.checkpointed = self.len;
+        self.checkpoint_size = bytes.len() as u64;
+        Ok(())
+    }
+
+    /// SIGHUP, after logrotate moved the file: checkpoint the old file, then the new one.
+    pub fn reopen(&mut self, state: &State) -> Result<(), String> {
+        self.checkpoint(state)?;
+        let path = self.dir.join(MESSAGES);
+        self.file = open_append(&path).map_err(|e| failed("open", &path, e))?;
+        let meta = self.file.metadata().map_err(|e| failed("read", &path, e))?;
+        (self.ino, self.len) = (meta.ino(), meta.len());
+        self.checkpoint(state)
+    }
+
+    /// The last `n` messages exchanged with `peer`, oldest first, read backwards from the
+    /// end of the log so that the cost does not grow with its size (at most 64 MiB read).
+    pub fn history(&self, peer: &OnionId, n: usize) -> Vec<Value> {
+        const CHUNK: u64 = 64 << 10;
+        let needle = peer.as_str().as_bytes();
+        let (mut pos, mut carry) = (self.len, Vec::new());
+        let (mut found, mut outcome) = (Vec::new(), HashMap::new());
+        while pos > 0 && found.len() < n && self.len - pos < 64 << 20 {
+            let start = pos.saturating_sub(CHUNK);
+            let mut buf = vec![0; (pos - start) as usize];
+            if self.file.read_exact_at(&mut buf, start).is_err() {
+                break;
+            }
+            buf.append(&mut carry);
+            pos = start;
+            // The first line of the chunk may begin in the chunk before it.
+            let cut = match buf.iter().position(|&b| b == b'\n') {
+                Some(i) if start > 0 => i + 1,
+                None if start > 0 => buf.len(),
+                _ => 0,
+            };
+            carry = if cut > 1 << 20 { Vec::new() } else { buf[..cut].to_vec() };
+            for line in buf[cut..].rsplit(|&b| b == b'\n') {
+                if found.len() == n || !line.windows(needle.len()).any(|w| w == needle) {
+                    continue;
+                }
+                let Some(rec) = parse_line(line) else { continue };
+                match rec.ev {
+                    Event::Recv { msg, .. } => found.push(json!({"t": rec.t, "dir": "in", "msg": msg})),
+                    Event::Queued { msg, mid, .. } => {
+                        let state = outcome.get(&mid).copied().unwrap_or("queued");
+                        found.push(json!({"t": rec.t, "dir": "out", "msg": msg, "state": state}));
+                    }
+                    Event::Delivered { mid, .. } => _ = outcome.entry(mid).or_insert("delivered"),
+                    Event::Unconfirmed { mid, .. } => _ = outcome.entry(mid).or_insert("unconfirmed"),
+                    Event::Failed { mid, .. } => _ = outcome.entry(mid).or_insert("failed"),
+                    Event::Read { .. } => {}
+                }
+            }
+        }
+        found.reverse();
+        found
+    }
+}
+
+fn parse_line(line: &[u8]) -> Option<Record> {
+    let json = line.splitn(2, |&b| b == b' ').nth(1)?;
+    serde_json::from_slice(json).ok()
+}
+
+fn replay(path: &Path, from: u64, state: &mut State) -> io::Result<()> {
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(from))?;
+    let (mut reader, mut line, mut skipped) = (BufReader::with_capacity(1 << 16, file), Vec::new(), 0);
+    while reader.read_until(b'\n', &mut line)? > 0 {
+        match parse_line(&line) {
+            Some(rec) => state.apply(rec.t, rec.ev),
+            None if line.iter().all(u8::is_ascii_whitespace) => {}
+            None => skipped += 1,
+        }
+        line.clear();
+    }
+    if skipped > 0 {
+        warn!("{}: skipped {skipped} damaged lines", path.display());
+    }
+    Ok(())
+}
+
+/// Where logrotate put the file a checkpoint was taken of, if it is still in `dir`.
+fn rotated(dir: &Path, ino: u64) -> Option<PathBuf> {
+    let entries = fs::read_dir(dir).ok()?;
+    entries.flatten().find(|e| e.metadata().is_ok_and(|m| m.is_file() && m.ino() == ino)).map(|e| e.path())
+}
+
+/// The errors log's file, reopened at the first write after a SIGHUP.
+struct Reopening {
+    path: PathBuf,
+    file: File,
+    hup: Arc<AtomicBool>,
+}
+
+impl Write for Reopening {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.hup.swap(false, Ordering::Relaxed) {
+            self.file = open_append(&self.path)?;
+        }
+        self.file.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+pub fn open_errors_log(dir: &Path) -> Result<(), String> {
+    fs::create_dir_all(dir).map_err(|e| failed("create", dir, e))?;
+    let path = dir.join("errors.log");
+    let file = open_append(&path).map_err(|e| failed("open", &path, e))?;
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone()).map_err(|e| e.to_string())?;
+    let config = simplelog::ConfigBuilder::new()
+        .set_time_format_rfc3339()
+        .set_thread_level(log::LevelFilter::Off)
+        .set_target_level(log::LevelFilter::Off)
+        .build();
+    simplelog::WriteLogger::init(log::LevelFilter::Info, config, Reopening { path, file, hup })
+        .map_err(|e| e.to_string())
+}
