@@ -7,15 +7,11 @@ pub fn now() -> u64 {
 }
 
 fn civil(t: u64, local: bool) -> libc::tm {
-    let secs = t as libc::time_t;
-    // SAFETY: both functions only write the `tm` we hand them.
+    // SAFETY: a zeroed tm is valid, and both functions only write the tm they are given.
     unsafe {
         let mut tm: libc::tm = std::mem::zeroed();
-        if local {
-            libc::localtime_r(&secs, &mut tm);
-        } else {
-            libc::gmtime_r(&secs, &mut tm);
-        }
+        let convert = if local { libc::localtime_r } else { libc::gmtime_r };
+        convert(&(t as libc::time_t), &mut tm);
         tm
     }
 }
@@ -26,16 +22,9 @@ pub fn hhmm(t: u64) -> String {
     format!("{:02}:{:02}", tm.tm_hour, tm.tm_min)
 }
 
-/// UTC ISO 8601, the time stamp that starts every log line.
+/// UTC, ISO 8601: the time stamp that starts every line of the messages log.
 pub fn stamp(t: u64) -> String {
     let tm = civil(t, false);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    )
+    let (date, time) = ((tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday), (tm.tm_hour, tm.tm_min, tm.tm_sec));
+    format!("{}-{:02}-{:02}T{:02}:{:02}:{:02}Z", date.0, date.1, date.2, time.0, time.1, time.2)
 }

@@ -1,15 +1,17 @@
-//! Delivery to peers. Each attempt runs on a thread of its own, because the SOCKS5
-//! connect through Tor blocks, and reports its outcome to the reactor through a channel
-//! and the reactor's Waker. The threads share nothing else with the reactor.
+//! Delivery to peers. A peer's oldest waiting message is handed to a thread of its own,
+//! because the SOCKS5 connect through Tor blocks; the thread retries with backoff until
+//! it has an outcome, and reports to the reactor through a channel and the reactor's
+//! Waker. The threads share nothing else with the reactor, which owns state and logs.
 
+use crate::clock;
 use crate::onion::OnionId;
+use crate::store::Outgoing;
 use mio::Waker;
 use serde::Deserialize;
 use serde_json::json;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::mpsc::Sender;
-use std::sync::Arc;
+use std::sync::{mpsc::Sender, Arc};
 use std::thread;
 use std::time::Duration;
 
@@ -17,20 +19,28 @@ use std::time::Duration;
 const CONNECT: Duration = Duration::from_secs(120);
 /// How long a receiver gets to acknowledge a complete RECV (PROTOCOL 2.2).
 const ACK: Duration = Duration::from_secs(30);
+/// RFC 1928 section 6 (codes 1 to 8), then Tor's extended codes 0xF0 to 0xF7, which a
+/// SocksPort with the ExtendedErrors flag sends.
+const REASONS: &str = "general SOCKS server failure|connection not allowed by ruleset|network unreachable|\
+    host unreachable|connection refused|TTL expired|command not supported|address type not supported|\
+    onion service descriptor not found|onion service descriptor is invalid|onion service introduction failed|\
+    onion service rendezvous failed|onion service client authorization missing|\
+    onion service client authorization wrong|invalid onion address|onion service introduction timed out";
 
 pub struct Job {
     pub peer: OnionId,
-    pub port: u16,
-    pub mid: String,
-    pub text: String,
+    pub next: Outgoing,
+    /// The peer has acknowledged before, so its silence is a lost acknowledgement.
+    pub acker: bool,
 }
 
 pub enum Outcome {
     Delivered,
-    /// Written in full, then EOF or silence: a 2017 peer, or a lost acknowledgement.
-    NoAck,
-    /// Not delivered (SOCKS error, timeout, or the receiver refused it): worth a retry.
-    Failed(String),
+    /// Written in full, then EOF or silence from a peer that never acknowledges (2017).
+    Unconfirmed,
+    /// One attempt failed; another follows.
+    Retrying(String),
+    GaveUp(String),
 }
 
 pub struct Report {
@@ -42,55 +52,63 @@ pub struct Report {
 pub struct Courier {
     pub me: OnionId,
     pub proxy: SocketAddr,
+    pub give_up: Duration,
     pub reports: Sender<Report>,
     pub waker: Arc<Waker>,
 }
 
 impl Courier {
     pub fn send(&self, job: Job) -> io::Result<()> {
-        let request =
-            json!({"cmd": "RECV", "id": self.me, "msg": job.text, "portno": job.port, "mid": job.mid});
-        let (proxy, reports, waker) = (self.proxy, self.reports.clone(), self.waker.clone());
-        thread::Builder::new().name("delivery".into()).spawn(move || {
-            let outcome = attempt(proxy, &job, request.to_string().as_bytes());
-            let report = Report { peer: job.peer, mid: job.mid, outcome };
-            // Both fail only when the reactor is gone, and then nobody is left to tell.
-            let _ = reports.send(report);
+        let (me, proxy, give_up) = (self.me.clone(), self.proxy, self.give_up.as_secs());
+        let (reports, waker) = (self.reports.clone(), self.waker.clone());
+        let (peer, mid) = (job.peer.clone(), job.next.mid.clone());
+        let report = move |outcome| {
+            // Both fail only once the reactor is gone, and then nobody is left to tell.
+            let _ = reports.send(Report { peer: peer.clone(), mid: mid.clone(), outcome });
             let _ = waker.wake();
+        };
+        let mut backoff = Duration::from_secs(1);
+        thread::Builder::new().name("delivery".into()).spawn(move || loop {
+            let request = json!({"cmd": "RECV", "id": me, "msg": job.next.text, "portno": job.next.port,
+                "mid": job.next.mid});
+            let why = match attempt(proxy, &job, request.to_string().as_bytes()) {
+                Ok(true) => return report(Outcome::Delivered),
+                Ok(false) if !job.acker => return report(Outcome::Unconfirmed),
+                Ok(false) => "no acknowledgement".to_string(),
+                Err(why) => why,
+            };
+            if clock::now().saturating_sub(job.next.t) >= give_up {
+                return report(Outcome::GaveUp(why));
+            }
+            report(Outcome::Retrying(format!("{why}; next try in {}s", backoff.as_secs())));
+            thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(60));
         })?;
         Ok(())
     }
 }
 
-fn attempt(proxy: SocketAddr, job: &Job, request: &[u8]) -> Outcome {
-    let mut stream = match socks_connect(proxy, job.peer.as_str(), job.port) {
-        Ok(stream) => stream,
-        Err(why) => return Outcome::Failed(why),
-    };
+/// Ok(true): acknowledged; Ok(false): written in full but not acknowledged; Err: not
+/// delivered, with the reason.
+fn attempt(proxy: SocketAddr, job: &Job, request: &[u8]) -> Result<bool, String> {
+    let mut stream = socks_connect(proxy, job.peer.as_str(), job.next.port)?;
     // No shutdown(SHUT_WR) after it: Tor would end the whole stream (TORNET.md).
-    let sent = stream.set_write_timeout(Some(ACK)).and_then(|_| stream.write_all(request));
-    if let Err(e) = sent {
-        return Outcome::Failed(format!("sending failed: {}", words(&e)));
-    }
+    stream.set_write_timeout(Some(ACK)).and_then(|_| stream.write_all(request)).map_err(|e| words("sending", e))?;
     let _ = stream.set_read_timeout(Some(ACK));
     let (mut reply, mut chunk) = (Vec::new(), [0u8; 1024]);
     while reply.len() <= 4096 {
         match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => return Outcome::NoAck,
+            Ok(0) | Err(_) => return Ok(false),
             Ok(n) => reply.extend_from_slice(&chunk[..n]),
         }
         match serde_json::Deserializer::from_slice(&reply).into_iter::<Ack>().next() {
             Some(Err(e)) if e.is_eof() => continue,
-            Some(Ok(Ack { error: Some(why), .. })) => {
-                return Outcome::Failed(format!("refused by the peer: {why}"))
-            }
-            Some(Ok(Ack { cmd: Some(c), msg: Some(m), .. })) if c == "END" && m == job.mid => {
-                return Outcome::Delivered
-            }
+            Some(Ok(Ack { error: Some(why), .. })) => return Err(format!("refused by the peer: {why}")),
+            Some(Ok(Ack { cmd: Some(c), msg: Some(m), .. })) => return Ok(c == "END" && m == job.next.mid),
             _ => break,
         }
     }
-    Outcome::Failed("the peer sent an unreadable acknowledgement".into())
+    Err("the peer's reply is not an acknowledgement".into())
 }
 
 #[derive(Deserialize)]
@@ -100,28 +118,31 @@ struct Ack {
     error: Option<String>,
 }
 
-/// SOCKS5 CONNECT to a domain name, no authentication (RFC 1928), bounded in time.
+/// SOCKS5 CONNECT to a domain name without authentication (RFC 1928), bounded in time.
 fn socks_connect(proxy: SocketAddr, host: &str, port: u16) -> Result<TcpStream, String> {
-    let fail = |e: io::Error| format!("Tor's SOCKS port {proxy}: {}", words(&e));
+    let fail = |e| words(&format!("Tor's SOCKS port {proxy}"), e);
     let mut s = TcpStream::connect_timeout(&proxy, CONNECT).map_err(fail)?;
-    s.set_read_timeout(Some(CONNECT)).map_err(fail)?;
-    s.set_write_timeout(Some(CONNECT)).map_err(fail)?;
-    s.write_all(&[5, 1, 0]).map_err(fail)?;
-    let mut choice = [0u8; 2];
-    s.read_exact(&mut choice).map_err(fail)?;
-    if choice != [5, 0] {
-        return Err(format!("Tor's SOCKS port {proxy}: not a SOCKS5 proxy without authentication"));
-    }
-    let mut request = vec![5, 1, 0, 3, host.len() as u8];
+    s.set_read_timeout(Some(CONNECT)).and_then(|_| s.set_write_timeout(Some(CONNECT))).map_err(fail)?;
+    let mut request = vec![5, 1, 0, 5, 1, 0, 3, host.len() as u8];
     request.extend_from_slice(host.as_bytes());
     request.extend_from_slice(&port.to_be_bytes());
+    // Greeting and request in one write, as Tor accepts: one round trip less.
     s.write_all(&request).map_err(fail)?;
-    let mut head = [0u8; 4];
+    let mut head = [0u8; 6];
     s.read_exact(&mut head).map_err(fail)?;
-    if head[1] != 0 {
-        return Err(reason(head[1]).into());
+    if head[..2] != [5, 0] {
+        return Err(format!("Tor's SOCKS port {proxy}: not a SOCKS5 proxy without authentication"));
     }
-    let bound = match head[3] {
+    let reason = match head[3] {
+        0 => None,
+        code @ 1..=8 => REASONS.split('|').nth(code as usize - 1),
+        code @ 0xf0..=0xf7 => REASONS.split('|').nth(code as usize - 0xf0 + 8),
+        _ => Some("unknown SOCKS error"),
+    };
+    if let Some(reason) = reason {
+        return Err(reason.into());
+    }
+    let bound = match head[5] {
         1 => 4,
         4 => 16,
         3 => {
@@ -135,32 +156,9 @@ fn socks_connect(proxy: SocketAddr, host: &str, port: u16) -> Result<TcpStream, 
     Ok(s)
 }
 
-fn words(e: &io::Error) -> String {
+fn words(what: &str, e: io::Error) -> String {
     match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => "timed out".into(),
-        _ => e.to_string(),
-    }
-}
-
-/// RFC 1928 section 6, then Tor's extended codes (SocksPort flag ExtendedErrors).
-fn reason(code: u8) -> &'static str {
-    match code {
-        1 => "general SOCKS server failure",
-        2 => "connection not allowed by ruleset",
-        3 => "network unreachable",
-        4 => "host unreachable",
-        5 => "connection refused",
-        6 => "TTL expired",
-        7 => "command not supported",
-        8 => "address type not supported",
-        0xf0 => "onion service descriptor not found",
-        0xf1 => "onion service descriptor is invalid",
-        0xf2 => "onion service introduction failed",
-        0xf3 => "onion service rendezvous failed",
-        0xf4 => "onion service client authorization missing",
-        0xf5 => "onion service client authorization wrong",
-        0xf6 => "invalid onion address",
-        0xf7 => "onion service introduction timed out",
-        _ => "unknown SOCKS error",
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => format!("{what}: timed out"),
+        _ => format!("{what}: {e}"),
     }
 }

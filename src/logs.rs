@@ -6,19 +6,19 @@
 use crate::clock;
 use crate::onion::OnionId;
 use crate::store::{Event, Record, State};
-use log::warn;
+use log::{warn, LevelFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 const MESSAGES: &str = "messages.log";
 const CHECKPOINT: &str = "state.json";
+const ERRORS: &str = "errors.log";
 
 #[derive(Serialize, Deserialize)]
 struct Checkpoint<S> {
@@ -34,6 +34,7 @@ pub struct Journal {
     len: u64,
     checkpointed: u64,
     checkpoint_size: u64,
+    errors_fd: RawFd,
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
@@ -47,7 +48,7 @@ fn failed(what: &str, path: &Path, e: impl std::fmt::Display) -> String {
 impl Journal {
     /// Opens the messages log in `dir` and rebuilds the state: the last checkpoint plus
     /// the log lines written after it.
-    pub fn open(dir: &Path) -> Result<(Journal, State), String> {
+    pub fn open(dir: &Path, errors_fd: RawFd) -> Result<(Journal, State), String> {
         fs::create_dir_all(dir).map_err(|e| failed("create", dir, e))?;
         let path = dir.join(MESSAGES);
         let mut file = open_append(&path).map_err(|e| failed("open", &path, e))?;
@@ -61,7 +62,7 @@ impl Journal {
         }
         let (mut state, from) = Self::load_checkpoint(dir, ino, len);
         replay(&path, from, &mut state).map_err(|e| failed("read", &path, e))?;
-        let mut journal = Journal { dir: dir.into(), file, ino, len, checkpointed: 0, checkpoint_size: 0 };
+        let mut journal = Journal { dir: dir.into(), file, ino, len, checkpointed: 0, checkpoint_size: 0, errors_fd };
         journal.checkpoint(&state)?;
         Ok((journal, state))
     }
@@ -116,8 +117,8 @@ impl Journal {
     pub fn checkpoint(&mut self, state: &State) -> Result<(), String> {
         let path = self.dir.join(CHECKPOINT);
         let tmp = self.dir.join("state.json.tmp");
-        let bytes = serde_json::to_vec(&Checkpoint { ino: self.ino, len: self.len, state })
-            .map_err(|e| e.to_string())?;
+        let bytes =
+            serde_json::to_vec(&Checkpoint { ino: self.ino, len: self.len, state }).map_err(|e| e.to_string())?;
         let write = || -> io::Result<()> {
             self.file.sync_data()?;
             let mut f = File::create(&tmp)?;
@@ -131,9 +132,15 @@ impl Journal {
         Ok(())
     }
 
-    /// SIGHUP, after logrotate moved the file: checkpoint the old file, then the new one.
+    /// SIGHUP, after logrotate moved the files: checkpoint the old messages log, then
+    /// continue in new files.
     pub fn reopen(&mut self, state: &State) -> Result<(), String> {
         self.checkpoint(state)?;
+        let errors = open_append(&self.dir.join(ERRORS)).map_err(|e| failed("open", &self.dir, e))?;
+        // SAFETY: both descriptors are open; dup2 atomically points the logger's at the new file.
+        if unsafe { libc::dup2(errors.as_raw_fd(), self.errors_fd) } < 0 {
+            return Err(failed("reopen", &self.dir.join(ERRORS), io::Error::last_os_error()));
+        }
         let path = self.dir.join(MESSAGES);
         self.file = open_append(&path).map_err(|e| failed("open", &path, e))?;
         let meta = self.file.metadata().map_err(|e| failed("read", &path, e))?;
@@ -141,48 +148,46 @@ impl Journal {
         self.checkpoint(state)
     }
 
-    /// The last `n` messages exchanged with `peer`, oldest first, read backwards from the
-    /// end of the log so that the cost does not grow with its size (at most 64 MiB read).
+    /// The last `n` messages exchanged with `peer`, oldest first, with the delivery
+    /// state of ours. Read from the end of the log, in a window that grows up to 16 MiB,
+    /// so that the cost does not grow with the size of the log.
     pub fn history(&self, peer: &OnionId, n: usize) -> Vec<Value> {
-        const CHUNK: u64 = 64 << 10;
         let needle = peer.as_str().as_bytes();
-        let (mut pos, mut carry) = (self.len, Vec::new());
-        let (mut found, mut outcome) = (Vec::new(), HashMap::new());
-        while pos > 0 && found.len() < n && self.len - pos < 64 << 20 {
-            let start = pos.saturating_sub(CHUNK);
-            let mut buf = vec![0; (pos - start) as usize];
+        let mut window = 1 << 20;
+        loop {
+            let start = self.len.saturating_sub(window);
+            let mut buf = vec![0; (self.len - start) as usize];
             if self.file.read_exact_at(&mut buf, start).is_err() {
-                break;
+                return Vec::new();
             }
-            buf.append(&mut carry);
-            pos = start;
-            // The first line of the chunk may begin in the chunk before it.
-            let cut = match buf.iter().position(|&b| b == b'\n') {
-                Some(i) if start > 0 => i + 1,
-                None if start > 0 => buf.len(),
-                _ => 0,
-            };
-            carry = if cut > 1 << 20 { Vec::new() } else { buf[..cut].to_vec() };
-            for line in buf[cut..].rsplit(|&b| b == b'\n') {
-                if found.len() == n || !line.windows(needle.len()).any(|w| w == needle) {
-                    continue;
-                }
-                let Some(rec) = parse_line(line) else { continue };
-                match rec.ev {
-                    Event::Recv { msg, .. } => found.push(json!({"t": rec.t, "dir": "in", "msg": msg})),
-                    Event::Queued { msg, mid, .. } => {
+            // The window's first line may begin before it.
+            let first = if start == 0 { 0 } else { buf.iter().position(|&b| b == b'\n').map_or(buf.len(), |i| i + 1) };
+            let (mut found, mut outcome) = (Vec::new(), HashMap::new());
+            for line in buf[first..].rsplit(|&b| b == b'\n').filter(|l| l.windows(needle.len()).any(|w| w == needle)) {
+                let Some(Record { t, ev }) = parse_line(line) else { continue };
+                match ev {
+                    Event::Recv { peer: p, msg, .. } if p == *peer => {
+                        found.push(json!({"t": t, "dir": "in", "msg": msg}))
+                    }
+                    Event::Queued { peer: p, msg, mid, .. } if p == *peer => {
                         let state = outcome.get(&mid).copied().unwrap_or("queued");
-                        found.push(json!({"t": rec.t, "dir": "out", "msg": msg, "state": state}));
+                        found.push(json!({"t": t, "dir": "out", "msg": msg, "state": state}));
                     }
                     Event::Delivered { mid, .. } => _ = outcome.entry(mid).or_insert("delivered"),
                     Event::Unconfirmed { mid, .. } => _ = outcome.entry(mid).or_insert("unconfirmed"),
                     Event::Failed { mid, .. } => _ = outcome.entry(mid).or_insert("failed"),
-                    Event::Read { .. } => {}
+                    _ => {}
+                }
+                if found.len() == n {
+                    break;
                 }
             }
+            if found.len() == n || start == 0 || window >= 16 << 20 {
+                found.reverse();
+                return found;
+            }
+            window *= 4;
         }
-        found.reverse();
-        found
     }
 }
 
@@ -215,36 +220,12 @@ fn rotated(dir: &Path, ino: u64) -> Option<PathBuf> {
     entries.flatten().find(|e| e.metadata().is_ok_and(|m| m.is_file() && m.ino() == ino)).map(|e| e.path())
 }
 
-/// The errors log's file, reopened at the first write after a SIGHUP.
-struct Reopening {
-    path: PathBuf,
-    file: File,
-    hup: Arc<AtomicBool>,
-}
-
-impl Write for Reopening {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.hup.swap(false, Ordering::Relaxed) {
-            self.file = open_append(&self.path)?;
-        }
-        self.file.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
-}
-
-pub fn open_errors_log(dir: &Path) -> Result<(), String> {
+/// simplelog keeps the file it is given; SIGHUP swaps what that descriptor refers to.
+pub fn open_errors_log(dir: &Path) -> Result<RawFd, String> {
     fs::create_dir_all(dir).map_err(|e| failed("create", dir, e))?;
-    let path = dir.join("errors.log");
-    let file = open_append(&path).map_err(|e| failed("open", &path, e))?;
-    let hup = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone()).map_err(|e| e.to_string())?;
-    let config = simplelog::ConfigBuilder::new()
-        .set_time_format_rfc3339()
-        .set_thread_level(log::LevelFilter::Off)
-        .set_target_level(log::LevelFilter::Off)
-        .build();
-    simplelog::WriteLogger::init(log::LevelFilter::Info, config, Reopening { path, file, hup })
-        .map_err(|e| e.to_string())
+    let file = open_append(&dir.join(ERRORS)).map_err(|e| failed("open", dir, e))?;
+    let fd = file.as_raw_fd();
+    let config = simplelog::ConfigBuilder::new().set_time_format_rfc3339().set_thread_level(LevelFilter::Off).build();
+    simplelog::WriteLogger::init(LevelFilter::Info, config, file).map_err(|e| e.to_string())?;
+    Ok(fd)
 }

@@ -10,7 +10,6 @@ mod reactor;
 mod store;
 
 use getopts::{Matches, Options};
-use onion::OnionId;
 use reactor::{Limits, Reactor};
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
@@ -19,116 +18,96 @@ use std::process::exit;
 use std::str::FromStr;
 use std::time::Duration;
 
+const USAGE: &str = "Usage: main [options] PORT\n\nServes local clients on 127.0.0.1:PORT (0: any free port).";
+
 fn options() -> Options {
     let mut o = Options::new();
     o.optflag("d", "daemon", "detach from the terminal once the ports are bound");
-    o.optopt("", "peer-port", "port Tor delivers onion connections to (PORT+1)", "N");
-    o.optopt("", "hostname", "Tor's hostname file for this onion service (tor/hostname)", "FILE");
-    o.optopt("", "logs", "folder of messages.log, errors.log, state.json (logs)", "DIR");
-    o.optopt("", "socks", "Tor's SOCKS5 port (127.0.0.1:9250)", "ADDR");
-    o.optopt("", "give-up", "seconds to keep retrying a delivery (86400)", "S");
-    o.optopt("", "max-text", "bytes in one message, JSON-escaped (3000, at most 3500)", "N");
-    o.optopt("", "max-buffer", "bytes buffered per connection (16384)", "N");
-    o.optopt("", "max-conns", "open connections per port (1000)", "N");
-    o.optopt("", "idle", "seconds a connection may stay open (20)", "S");
-    o.optopt("", "max-unread", "unread (and unsent) messages per peer (1000)", "N");
-    o.optopt("", "max-peers", "peers with unread (or unsent) messages (1000)", "N");
     o.optflag("h", "help", "print this help");
+    for (name, help) in [
+        ("peer-port", "port that Tor delivers onion connections to (PORT+1)"),
+        ("hostname", "Tor's hostname file of this onion service (tor/hostname)"),
+        ("logs", "folder of messages.log, errors.log, state.json (logs)"),
+        ("socks", "Tor's SOCKS5 port (127.0.0.1:9250)"),
+        ("give-up", "seconds to keep retrying a delivery (86400)"),
+        ("max-text", "bytes in one message, JSON-escaped (3000; at most 3500)"),
+        ("max-buffer", "bytes buffered per connection (16384)"),
+        ("max-conns", "open connections per port (1000)"),
+        ("idle", "seconds a connection may stay open (20)"),
+        ("max-unread", "unread, and unsent, messages per peer (1000)"),
+        ("max-peers", "peers with unread, and with unsent, messages (1000)"),
+    ] {
+        o.optopt("", name, help, "VALUE");
+    }
     o
 }
 
-fn usage_error(msg: &str) -> ! {
-    eprintln!("main: {msg} (see main --help)");
-    exit(2)
-}
-
-fn fatal(msg: &str) -> ! {
-    eprintln!("main: {msg}");
-    exit(1)
+fn fail(status: i32, msg: &str) -> ! {
+    eprintln!("main: {msg}{}", if status == 2 { " (see main --help)" } else { "" });
+    exit(status)
 }
 
 fn opt<T: FromStr>(m: &Matches, name: &str, default: T) -> T {
-    match m.opt_str(name) {
-        None => default,
-        Some(v) => v.parse().unwrap_or_else(|_| usage_error(&format!("--{name}: bad value {v:?}"))),
-    }
+    let parse = |v: String| v.parse().unwrap_or_else(|_| fail(2, &format!("--{name}: bad value {v:?}")));
+    m.opt_str(name).map_or(default, parse)
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let m = options().parse(&args).unwrap_or_else(|e| usage_error(&e.to_string()));
+    let m = options().parse(&args).unwrap_or_else(|e| fail(2, &e.to_string()));
     if m.opt_present("help") {
-        print!(
-            "{}",
-            options().usage(
-                "Usage: main [options] PORT\n\nServes local clients on 127.0.0.1:PORT (0: any free port)."
-            )
-        );
-        return;
+        return print!("{}", options().usage(USAGE));
     }
-    let [port] = m.free.as_slice() else { usage_error("expected exactly one PORT") };
-    let port: u16 = port.parse().unwrap_or_else(|_| usage_error(&format!("bad port {port:?}")));
-    let default_peer =
-        if port == 0 { 0 } else { port.checked_add(1).unwrap_or_else(|| usage_error("no PORT+1")) };
-    let peer_port: u16 = opt(&m, "peer-port", default_peer);
+    let [port] = m.free.as_slice() else { fail(2, "expected one PORT") };
+    let port: u16 = port.parse().unwrap_or_else(|_| fail(2, &format!("bad port {port:?}")));
+    let peer_port = opt(&m, "peer-port", if port == 0 { 0 } else { port.checked_add(1).unwrap_or(0) });
+    let secs = |name, default| Duration::from_secs(opt(&m, name, default));
     let limits = Limits {
         max_text: opt(&m, "max-text", 3000),
         max_buffer: opt(&m, "max-buffer", 16384),
         max_conns: opt(&m, "max-conns", 1000),
-        idle: Duration::from_secs(opt(&m, "idle", 20)),
+        idle: secs("idle", 20),
         max_unread: opt(&m, "max-unread", 1000),
         max_peers: opt(&m, "max-peers", 1000),
-        give_up: Duration::from_secs(opt(&m, "give-up", 86400)),
+        give_up: secs("give-up", 86400),
     };
-    if limits.max_text > protocol::MAX_TEXT_LIMIT || limits.max_text == 0 {
-        usage_error(&format!("--max-text must be 1 to {}", protocol::MAX_TEXT_LIMIT));
+    if !(1..=protocol::MAX_TEXT_LIMIT).contains(&limits.max_text) || limits.max_buffer < 2 * limits.max_text {
+        fail(2, &format!("--max-text must be 1 to {} and --max-buffer twice that", protocol::MAX_TEXT_LIMIT));
     }
-    if limits.max_buffer < 2 * limits.max_text || limits.max_conns == 0 || limits.idle.is_zero() {
-        usage_error("--max-buffer must hold two texts; --max-conns and --idle above 0");
+    if limits.max_conns == 0 || limits.idle.is_zero() || limits.max_unread == 0 || limits.max_peers == 0 {
+        fail(2, "--max-conns, --idle, --max-unread and --max-peers must be above 0");
     }
     let proxy: SocketAddr = opt(&m, "socks", SocketAddr::from(([127, 0, 0, 1], 9250)));
     let hostname = m.opt_str("hostname").unwrap_or_else(|| "tor/hostname".into());
-    let me = read_hostname(Path::new(&hostname)).unwrap_or_else(|e| fatal(&e));
+    let me = std::fs::read_to_string(&hostname)
+        .map_err(|e| format!("cannot read {hostname}: {e} (is tor running? see --hostname)"))
+        .and_then(|id| onion::OnionId::parse(&id).map_err(|e| format!("{hostname}: {e}")))
+        .unwrap_or_else(|e| fail(1, &e));
     let log_dir = m.opt_str("logs").unwrap_or_else(|| "logs".into());
-
-    logs::open_errors_log(Path::new(&log_dir)).unwrap_or_else(|e| fatal(&e));
-    let (journal, state) = logs::Journal::open(Path::new(&log_dir)).unwrap_or_else(|e| fatal(&e));
-    let bind = |port: u16, what: &str| {
-        TcpListener::bind(("127.0.0.1", port))
-            .and_then(|l| l.set_nonblocking(true).map(|_| l))
-            .unwrap_or_else(|e| fatal(&format!("cannot listen for {what} on 127.0.0.1:{port}: {e}")))
-    };
-    let clients = bind(port, "clients");
-    let peers = bind(peer_port, "peers");
-    let local = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    println!("TORchat {me}: clients on {}, peers on {}", local(&clients), local(&peers));
+    let errors_fd = logs::open_errors_log(Path::new(&log_dir)).unwrap_or_else(|e| fail(1, &e));
+    let (journal, state) = logs::Journal::open(Path::new(&log_dir), errors_fd).unwrap_or_else(|e| fail(1, &e));
+    let listeners = [(port, "clients"), (peer_port, "peers")].map(|(port, what)| {
+        let bound = TcpListener::bind(("127.0.0.1", port)).and_then(|l| l.set_nonblocking(true).map(|_| l));
+        bound.unwrap_or_else(|e| fail(1, &format!("cannot listen for {what} on 127.0.0.1:{port}: {e}")))
+    });
+    let addr = |i: usize| listeners[i].local_addr().map_or(String::new(), |a| a.to_string());
+    println!("TORchat {me}: clients on {}, peers on {}", addr(0), addr(1));
     if m.opt_present("daemon") {
-        detach().unwrap_or_else(|e| fatal(&format!("cannot detach: {e}")));
+        detach().unwrap_or_else(|e| fail(1, &format!("cannot detach: {e}")));
     }
     let _ = std::io::stdout().flush();
-    let reactor = Reactor::new(clients, peers, proxy, me, journal, state, limits);
-    let reactor = reactor.unwrap_or_else(|e| fatal(&format!("cannot start: {e}")));
-    if let Err(e) = reactor.run() {
+    let reactor = Reactor::new(listeners, proxy, me, journal, state, limits);
+    if let Err(e) = reactor.map_err(|e| format!("cannot start: {e}")).and_then(Reactor::run) {
         log::error!("{e}");
-        fatal(&e);
+        fail(1, &e);
     }
 }
 
-fn read_hostname(path: &Path) -> Result<OnionId, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "cannot read the onion hostname {}: {e} (start tor first, or give --hostname)",
-            path.display()
-        )
-    })?;
-    OnionId::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// The classic Unix daemon: fork, the parent reports the child's PID and exits, the
-/// child leaves the terminal's session and points its standard streams at /dev/null.
+/// The classic Unix daemon: fork; the parent prints the child's PID and exits; the child
+/// leaves the terminal's session and points its standard streams at /dev/null.
 fn detach() -> std::io::Result<()> {
     let _ = std::io::stdout().flush();
-    // SAFETY: no other thread exists yet, so the child inherits a consistent process.
+    // SAFETY: no other thread exists yet, so the child starts from a consistent state.
     match unsafe { libc::fork() } {
         -1 => Err(std::io::Error::last_os_error()),
         0 => {
@@ -136,9 +115,7 @@ fn detach() -> std::io::Result<()> {
             // SAFETY: plain system calls on descriptors this process owns.
             unsafe {
                 libc::setsid();
-                for fd in 0..3 {
-                    libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd);
-                }
+                (0..3).for_each(|fd| _ = libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd));
             }
             Ok(())
         }

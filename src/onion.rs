@@ -1,15 +1,15 @@
 //! Onion ids: the only way to get an `OnionId` is `parse`, so the rest of the daemon
 //! never handles an address that is not a checksummed v3 onion id.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use sha3::{Digest, Sha3_256};
 use std::fmt;
 
 const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
 /// A v3 onion id in canonical form: 56 lower-case base32 characters + ".onion".
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize)]
+#[serde(transparent)]
 pub struct OnionId(String);
 
 impl OnionId {
@@ -40,8 +40,7 @@ impl OnionId {
 }
 
 fn checksum(key: &[u8]) -> [u8; 2] {
-    let digest =
-        Sha3_256::new().chain_update(b".onion checksum").chain_update(key).chain_update([3u8]).finalize();
+    let digest = Sha3_256::new().chain_update(b".onion checksum").chain_update(key).chain_update([3u8]).finalize();
     [digest[0], digest[1]]
 }
 
@@ -63,26 +62,13 @@ fn decode(b32: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-impl TryFrom<String> for OnionId {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        OnionId::parse(&s)
-    }
-}
-
-impl From<OnionId> for String {
-    fn from(id: OnionId) -> String {
-        id.0
+impl<'de> Deserialize<'de> for OnionId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        OnionId::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
 impl fmt::Display for OnionId {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for OnionId {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str(&self.0)
     }

@@ -5,13 +5,13 @@ use crate::onion::OnionId;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// The 2017 client reads a reply with one `recv(5000)`; 4096 leaves it margin.
+/// The 2017 client reads a reply with one `recv(5000)`; 4096 leaves it a margin.
 pub const MAX_REPLY: usize = 4096;
-/// The reply to UPDATE around a text of `max_text` bytes must fit in MAX_REPLY.
+/// The largest `--max-text` whose UPDATE reply still fits in MAX_REPLY.
 pub const MAX_TEXT_LIMIT: usize = 3500;
 
-/// Every key is optional and unknown keys are ignored (PROTOCOL 1.2), but a key of the
-/// wrong type is an error, not a crash as in the 2017 daemon.
+/// Every key is optional and unknown keys are ignored (PROTOCOL 1.2); a key of the
+/// wrong type is refused, where the 2017 daemon crashed.
 #[derive(Deserialize)]
 struct Wire {
     cmd: Option<String>,
@@ -37,8 +37,9 @@ pub struct Incoming {
     pub mid: Option<String>,
 }
 
-/// A refused request: the reason, and the peer it was about when that much was valid
-/// (so that a SEND the 2017 client never reads a reply to can be reported in its queue).
+/// Why a request was refused, and the peer it concerned when that much was valid: a
+/// refused SEND is reported in that peer's unread queue too, since the 2017 client
+/// never reads the reply to a SEND.
 pub struct Refused {
     pub why: String,
     pub peer: Option<OnionId>,
@@ -50,97 +51,73 @@ impl From<String> for Refused {
     }
 }
 
-/// `None` while `buf` does not yet hold one complete JSON value; bytes after the first
-/// value are ignored (PROTOCOL 1.1).
-pub fn parse(buf: &[u8], max_text: usize) -> Option<Result<Request, Refused>> {
+/// `None` while `buf` does not hold one complete JSON value yet; bytes after the first
+/// value are ignored (PROTOCOL 1.1). The peer port takes RECV only, and only it does
+/// (PROTOCOL 2.1).
+pub fn parse(buf: &[u8], max_text: usize, peer_port: bool) -> Option<Result<Request, Refused>> {
     match serde_json::Deserializer::from_slice(buf).into_iter::<Wire>().next()? {
         Err(e) if e.is_eof() => None,
         Err(e) => Some(Err(format!("bad request: {e}").into())),
-        Ok(wire) => Some(wire.into_request(max_text)),
+        Ok(wire) => Some(wire.into_request(max_text, peer_port)),
     }
 }
 
-fn required<'a>(v: &'a Option<String>, key: &str) -> Result<&'a str, String> {
-    v.as_deref().ok_or_else(|| format!("missing key \"{key}\""))
+fn required<'a>(value: &'a Option<String>, key: &str) -> Result<&'a str, String> {
+    value.as_deref().ok_or_else(|| format!("missing key \"{key}\""))
 }
 
-fn onion(v: &Option<String>, key: &str) -> Result<OnionId, String> {
-    OnionId::parse(required(v, key)?).map_err(|e| format!("\"{key}\": {e}"))
+fn onion(value: &Option<String>, key: &str) -> Result<OnionId, String> {
+    OnionId::parse(required(value, key)?).map_err(|e| format!("\"{key}\": {e}"))
 }
 
-/// Text is limited by what it takes inside a reply: JSON-escaped, UTF-8.
-pub fn check_text(text: &str, max_text: usize) -> Result<(), String> {
-    let size = serde_json::to_string(text).map_or(usize::MAX, |s| s.len() - 2);
-    match size {
+/// A text is measured as it stands in a reply: JSON-escaped UTF-8.
+fn text(value: &Option<String>, max_text: usize) -> Result<String, String> {
+    let text = required(value, "msg")?;
+    match serde_json::to_string(text).map_or(usize::MAX, |s| s.len() - 2) {
         0 => Err("empty message".into()),
         n if n > max_text => Err(format!("message too long: {n} bytes, at most {max_text}")),
-        _ => Ok(()),
+        _ => Ok(text.into()),
     }
 }
 
 impl Wire {
-    fn into_request(self, max_text: usize) -> Result<Request, Refused> {
-        Ok(match required(&self.cmd, "cmd")? {
+    fn into_request(self, max_text: usize, peer_port: bool) -> Result<Request, Refused> {
+        let cmd = required(&self.cmd, "cmd")?;
+        if (cmd == "RECV") != peer_port {
+            let why = if peer_port { "this port takes RECV only" } else { "RECV belongs on the peer port" };
+            return Err(why.to_string().into());
+        }
+        Ok(match cmd {
             "HOST" => Request::Host,
             "GET_PEERS" => Request::GetPeers,
             "EXIT" => Request::Exit,
             "UPDATE" => Request::Update(onion(&self.msg, "msg")?),
             "HISTORY" => {
-                let peer = onion(&self.id, "id")?;
-                let n = required(&self.msg, "msg")?.trim().parse::<usize>();
-                let n = n.map_err(|_| "\"msg\": expected a number of lines".to_string())?;
-                Request::History(peer, n)
+                let n = required(&self.msg, "msg")?.trim().parse();
+                Request::History(onion(&self.id, "id")?, n.map_err(|_| "\"msg\": expected a number".to_string())?)
             }
             "SEND" => {
                 let peer = onion(&self.id, "id")?;
-                let checked = (|| {
-                    let text = required(&self.msg, "msg")?;
-                    check_text(text, max_text)?;
-                    match self.portno {
-                        Some(p @ 1..=65535) => Ok((p as u16, text.to_string())),
-                        _ => Err("\"portno\": expected the peer's port, 1 to 65535".to_string()),
-                    }
-                })();
-                match checked {
-                    Ok((port, text)) => Request::Send(peer, port, text),
+                let port = match self.portno {
+                    Some(port @ 1..=65535) => Ok(port as u16),
+                    _ => Err("\"portno\": expected the peer's port, 1 to 65535".to_string()),
+                };
+                match text(&self.msg, max_text).and_then(|text| Ok(Request::Send(peer.clone(), port?, text))) {
                     Err(why) => return Err(Refused { why, peer: Some(peer) }),
+                    Ok(send) => send,
                 }
             }
-            "RECV" => {
-                let text = required(&self.msg, "msg")?;
-                check_text(text, max_text)?;
-                let mid = match self.mid {
-                    Some(m) if !is_mid(&m) => {
-                        return Err("\"mid\": expected 32 hex digits".to_string().into())
-                    }
-                    mid => mid,
-                };
-                Request::Recv(Incoming { from: onion(&self.id, "id")?, text: text.into(), mid })
-            }
-            other => {
-                let shown: String = other.chars().take(20).collect();
-                return Err(format!("unknown cmd {shown:?}").into());
-            }
+            "RECV" => match self.mid {
+                Some(mid) if !is_mid(&mid) => return Err("\"mid\": expected 32 hex digits".to_string().into()),
+                mid => Request::Recv(Incoming { from: onion(&self.id, "id")?, text: text(&self.msg, max_text)?, mid }),
+            },
+            other => return Err(format!("unknown cmd {:?}", other.chars().take(20).collect::<String>()).into()),
         })
     }
 }
 
-pub fn is_mid(m: &str) -> bool {
-    m.len() == 32 && m.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-}
-
-/// `msg` is always present: the 2017 client reads it from HOST and GET_PEERS replies
-/// without checking `cmd`.
-pub fn refusal(why: &str) -> Value {
-    json!({"cmd": "END", "msg": "", "error": why})
-}
-
-/// Serialised, and never more than MAX_REPLY bytes.
-pub fn encode(reply: &Value) -> Vec<u8> {
-    match serde_json::to_vec(reply) {
-        Ok(bytes) if bytes.len() <= MAX_REPLY => bytes,
-        _ => serde_json::to_vec(&refusal("reply too large")).unwrap_or_default(),
-    }
+fn is_mid(mid: &str) -> bool {
+    mid.len() == 32 && mid.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// A fresh message id (PROTOCOL 2.3): 16 random bytes from the kernel, in hex.
@@ -150,4 +127,20 @@ pub fn new_mid() -> String {
     let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
     assert_eq!(n, 16, "the kernel's random source failed");
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `msg` is always there: the 2017 client reads it from HOST and GET_PEERS replies
+/// without looking at `cmd`.
+pub fn refusal(why: &str) -> Value {
+    json!({"cmd": "END", "msg": "", "error": why})
+}
+
+/// Never more than MAX_REPLY bytes.
+pub fn encode(reply: &Value) -> Vec<u8> {
+    let bytes = serde_json::to_vec(reply).unwrap_or_default();
+    if bytes.len() <= MAX_REPLY {
+        bytes
+    } else {
+        encode(&refusal("reply too large"))
+    }
 }

@@ -1,6 +1,7 @@
 //! The reactor: one thread and one mio poll loop own every socket and all state (the
-//! 2017 daemon's `mg_mgr_poll` loop). Delivery threads only report back through a
-//! channel and the Waker; timers are the poll timeout, set to the nearest deadline.
+//! 2017 daemon's `mg_mgr_poll` loop). Delivery threads only report back, through a
+//! channel and the Waker. The only timers are connection deadlines: the poll timeout is
+//! the nearest one.
 
 use crate::clock;
 use crate::delivery::{Courier, Job, Outcome, Report};
@@ -9,22 +10,20 @@ use crate::onion::OnionId;
 use crate::protocol::{self, Incoming, Refused, Request, MAX_REPLY};
 use crate::store::{Event, Record, State};
 use log::{error, info, warn};
-use mio::net::{TcpListener, TcpStream, UnixStream};
+use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use serde_json::{json, Value};
-use std::collections::{HashMap, VecDeque};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, Read, Write};
-use std::sync::mpsc::{self, Receiver};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-const CLIENTS: Token = Token(0);
-const PEERS: Token = Token(1);
 const WAKE: Token = Token(2);
-const STOP: Token = Token(3);
-const HUP: Token = Token(4);
+const SIGNALS: Token = Token(3);
 
-/// PROTOCOL 2.4, plus how long delivery keeps retrying.
+/// PROTOCOL 2.4, and how long delivery keeps trying.
 pub struct Limits {
     pub max_text: usize,
     pub max_buffer: usize,
@@ -35,41 +34,35 @@ pub struct Limits {
     pub give_up: Duration,
 }
 
+/// Which listener a connection came from; also its token and index.
 #[derive(Clone, Copy, PartialEq)]
 enum Side {
-    Client,
-    Peer,
+    Client = 0,
+    Peer = 1,
 }
 
-/// A connection is Reading until one complete request is in. Its reply is then written
-/// with a single write(2), because a reply in pieces crashes the 2017 client
-/// (PROTOCOL 1.1), and the connection is closed: dropped from the map.
+/// A connection is Reading until one complete request is in. Its reply then goes out
+/// in a single write(2), because a reply in pieces crashes the 2017 client (PROTOCOL
+/// 1.1), and the connection is closed: dropped from the map.
 struct Conn {
     sock: TcpStream,
     side: Side,
     buf: Vec<u8>,
 }
 
-/// Delivery of one peer's queue: one attempt at a time keeps the peer's order.
-struct Flight {
-    busy: bool,
-    retry_at: Instant,
-    backoff: Duration,
-}
-
 pub struct Reactor {
     poll: Poll,
-    clients: TcpListener,
-    peers: TcpListener,
-    signals: [UnixStream; 2],
+    listeners: [TcpListener; 2],
+    signals: Signals,
     conns: HashMap<Token, Conn>,
     open: [usize; 2],
     next_token: usize,
-    /// Accept times in order; a connection gets `idle` seconds in all, which also ends
-    /// one that trickles a byte at a time.
+    /// In accept order. A connection gets `idle` seconds in all, which also ends one
+    /// that trickles a byte at a time.
     deadlines: VecDeque<(Instant, Token)>,
-    flights: HashMap<OnionId, Flight>,
-    reports: Receiver<Report>,
+    /// Peers whose oldest waiting message is with a delivery thread.
+    busy: HashSet<OnionId>,
+    reports: mpsc::Receiver<Report>,
     courier: Courier,
     me: OnionId,
     state: State,
@@ -78,140 +71,93 @@ pub struct Reactor {
     running: bool,
 }
 
-fn unix_pair(poll: &Poll, token: Token, signals: &[i32]) -> io::Result<UnixStream> {
-    let (read, write) = std::os::unix::net::UnixStream::pair()?;
-    read.set_nonblocking(true)?;
-    write.set_nonblocking(true)?;
-    let mut read = UnixStream::from_std(read);
-    poll.registry().register(&mut read, token, Interest::READABLE)?;
-    for &signal in signals {
-        signal_hook::low_level::pipe::register(signal, write.try_clone()?)?;
-    }
-    Ok(read)
-}
-
 impl Reactor {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        clients: std::net::TcpListener,
-        peers: std::net::TcpListener,
-        proxy: std::net::SocketAddr,
-        me: OnionId,
-        journal: Journal,
-        state: State,
-        limits: Limits,
+        listeners: [std::net::TcpListener; 2], proxy: std::net::SocketAddr, me: OnionId, journal: Journal,
+        state: State, limits: Limits,
     ) -> io::Result<Reactor> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let poll = Poll::new()?;
-        let mut clients = TcpListener::from_std(clients);
-        let mut peers = TcpListener::from_std(peers);
-        poll.registry().register(&mut clients, CLIENTS, Interest::READABLE)?;
-        poll.registry().register(&mut peers, PEERS, Interest::READABLE)?;
-        let signals = [unix_pair(&poll, STOP, &[SIGINT, SIGTERM])?, unix_pair(&poll, HUP, &[SIGHUP])?];
+        let mut listeners = listeners.map(TcpListener::from_std);
+        for (i, listener) in listeners.iter_mut().enumerate() {
+            poll.registry().register(listener, Token(i), Interest::READABLE)?;
+        }
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let (tx, reports) = mpsc::channel();
-        let courier = Courier { me: me.clone(), proxy, reports: tx, waker };
-        let (conns, flights, deadlines) = (HashMap::new(), HashMap::new(), VecDeque::new());
-        Ok(Reactor {
-            poll,
-            clients,
-            peers,
-            signals,
-            conns,
-            open: [0, 0],
-            next_token: 5,
-            deadlines,
-            flights,
-            reports,
-            courier,
-            me,
-            state,
-            journal,
-            limits,
-            running: true,
-        })
+        let courier = Courier { me: me.clone(), proxy, give_up: limits.give_up, reports: tx, waker };
+        let (conns, busy, deadlines) = (HashMap::new(), HashSet::new(), VecDeque::new());
+        #[rustfmt::skip]
+        return Ok(Reactor { poll, listeners, signals, conns, open: [0, 0], next_token: 4, deadlines, busy, reports,
+            courier, me, state, journal, limits, running: true });
     }
 
     pub fn run(mut self) -> Result<(), String> {
-        let pending: Vec<OnionId> = self.state.outbox().keys().cloned().collect();
-        pending.iter().for_each(|peer| self.dispatch(peer));
+        let waiting: Vec<OnionId> = self.state.outbox().keys().cloned().collect();
+        waiting.iter().for_each(|peer| self.dispatch(peer));
         let mut events = Events::with_capacity(1024);
         while self.running {
-            let timeout = self.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
-            match self.poll.poll(&mut events, timeout) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(format!("poll: {e}")),
-                Ok(()) => {}
+            let timeout = self.deadlines.front().map(|d| d.0.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(format!("poll: {e}"));
+                }
             }
             for event in events.iter() {
                 match event.token() {
-                    CLIENTS => self.accept(Side::Client),
-                    PEERS => self.accept(Side::Peer),
-                    WAKE => self.take_reports(),
-                    STOP => self.running = !self.drain(0),
-                    HUP => {
-                        if self.drain(1) {
-                            self.reopen();
+                    Token(0) => self.accept(Side::Client),
+                    Token(1) => self.accept(Side::Peer),
+                    WAKE => {
+                        while let Ok(report) = self.reports.try_recv() {
+                            self.delivered(report);
                         }
                     }
+                    SIGNALS => self.signalled(),
                     token => self.readable(token),
                 }
             }
             self.expire();
-            self.retry_due();
             if self.journal.checkpoint_due() {
-                if let Err(e) = self.journal.checkpoint(&self.state) {
-                    error!("{e}");
-                }
+                self.journal.checkpoint(&self.state).unwrap_or_else(|e| error!("{e}"));
             }
         }
         info!("shutting down");
         self.journal.checkpoint(&self.state)
     }
 
-    /// True when a signal arrived on that pipe.
-    fn drain(&mut self, which: usize) -> bool {
-        let (mut any, mut buf) = (false, [0u8; 64]);
-        while let Ok(n @ 1..) = self.signals[which].read(&mut buf) {
-            any |= n > 0;
+    /// SIGINT and SIGTERM stop the loop; SIGHUP reopens the log files (logrotate).
+    fn signalled(&mut self) {
+        for signal in self.signals.pending() {
+            if signal != SIGHUP {
+                self.running = false;
+            } else if let Err(e) = self.journal.reopen(&self.state) {
+                error!("SIGHUP: {e}");
+            }
         }
-        any
-    }
-
-    fn reopen(&mut self) {
-        match self.journal.reopen(&self.state) {
-            Ok(()) => info!("SIGHUP: log files reopened"),
-            Err(e) => error!("SIGHUP: {e}"),
-        }
-    }
-
-    fn next_deadline(&self) -> Option<Instant> {
-        let retries = self.flights.values().filter(|f| !f.busy).map(|f| f.retry_at);
-        retries.chain(self.deadlines.front().map(|d| d.0)).min()
     }
 
     fn accept(&mut self, side: Side) {
         loop {
-            let listener = if side == Side::Client { &self.clients } else { &self.peers };
-            let (mut sock, _) = match listener.accept() {
+            let (mut sock, _) = match self.listeners[side as usize].accept() {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => return error!("accept: {e}"),
             };
             if self.open[side as usize] >= self.limits.max_conns {
-                warn!("refused a connection: {} open on that port already", self.limits.max_conns);
+                warn!("refused a connection: {} open on that port", self.limits.max_conns);
                 let _ = sock.write(&protocol::encode(&protocol::refusal("too many connections, try later")));
                 continue;
             }
             let token = Token(self.next_token);
             self.next_token += 1;
-            if let Err(e) = self.poll.registry().register(&mut sock, token, Interest::READABLE) {
-                error!("register: {e}");
-                continue;
+            match self.poll.registry().register(&mut sock, token, Interest::READABLE) {
+                Err(e) => error!("register: {e}"),
+                Ok(()) => {
+                    self.conns.insert(token, Conn { sock, side, buf: Vec::new() });
+                    self.open[side as usize] += 1;
+                    self.deadlines.push_back((Instant::now() + self.limits.idle, token));
+                }
             }
-            self.conns.insert(token, Conn { sock, side, buf: Vec::new() });
-            self.open[side as usize] += 1;
-            self.deadlines.push_back((Instant::now() + self.limits.idle, token));
         }
     }
 
@@ -223,15 +169,12 @@ impl Reactor {
 
     fn expire(&mut self) {
         let (now, mut expired) = (Instant::now(), 0);
-        while let Some(&(deadline, token)) = self.deadlines.front() {
-            if deadline > now {
-                break;
-            }
+        while let Some(&(_, token)) = self.deadlines.front().filter(|d| d.0 <= now) {
             self.deadlines.pop_front();
             expired += self.close(token).is_some() as usize;
         }
         if expired > 0 {
-            warn!("closed {expired} connections idle for {:?}", self.limits.idle);
+            warn!("closed {expired} connections open for {:?}", self.limits.idle);
         }
     }
 
@@ -250,79 +193,69 @@ impl Reactor {
             }
             break;
         }
-        let parsed = protocol::parse(&conn.buf, self.limits.max_text);
         let too_big = conn.buf.len() > self.limits.max_buffer;
-        let Some(mut conn) = (if parsed.is_some() || too_big || eof { self.close(token) } else { None })
-        else {
+        let request = protocol::parse(&conn.buf, self.limits.max_text, conn.side == Side::Peer);
+        if request.is_none() && !too_big && !eof {
             return;
-        };
-        let (reply, shown) = match parsed {
-            Some(request) => self.serve(conn.side, request),
+        }
+        let Some(mut conn) = self.close(token) else { return };
+        let (reply, shown) = match request {
+            Some(request) => self.serve(request),
             None if too_big => {
-                let why = format!("request larger than {} bytes", self.limits.max_buffer);
-                (self.refuse(Refused::from(why)), None)
+                (self.refuse(format!("request larger than {} bytes", self.limits.max_buffer).into()), None)
             }
             None => {
-                if !conn.buf.is_empty() {
-                    warn!("connection closed before a complete request");
+                return if !conn.buf.is_empty() {
+                    warn!("connection closed before a complete request")
                 }
-                return;
             }
         };
         let bytes = protocol::encode(&reply);
-        let whole = matches!(conn.sock.write(&bytes), Ok(n) if n == bytes.len());
         // An UPDATE's message counts as read only once its reply went out whole.
-        if let (true, Some(peer)) = (whole, shown) {
-            self.record(Event::Read { peer }).unwrap_or_else(|e| error!("{e}"));
-        }
-    }
-
-    fn refuse(&mut self, refused: Refused) -> Value {
-        warn!("refused: {}", refused.why);
-        if let Some(peer) = refused.peer {
-            let why = refused.why.clone();
-            if self.state.admit(&peer, self.limits.max_unread, self.limits.max_peers).is_ok() {
-                let ev = Event::Failed { peer, mid: String::new(), why, msg: None };
-                self.record(ev).unwrap_or_else(|e| error!("{e}"));
+        if let (Ok(n), Some(peer)) = (conn.sock.write(&bytes), shown) {
+            if n == bytes.len() {
+                self.record(Event::Read { peer }).unwrap_or_else(|e| error!("{e}"));
             }
         }
-        protocol::refusal(&refused.why)
     }
 
     /// The reply, and the peer whose oldest unread message it shows.
-    fn serve(&mut self, side: Side, request: Result<Request, Refused>) -> (Value, Option<OnionId>) {
-        let refused = |why: &str| Err(Refused::from(why.to_string()));
-        let request = match (side, request) {
-            (Side::Peer, Ok(Request::Recv(incoming))) => return (self.receive(incoming), None),
-            (Side::Peer, Ok(_)) => refused("this port takes RECV only"),
-            (Side::Client, Ok(Request::Recv(_))) => refused("RECV belongs on the peer port"),
-            (_, request) => request,
-        };
+    fn serve(&mut self, request: Result<Request, Refused>) -> (Value, Option<OnionId>) {
         let me = &self.me;
         let reply = match request {
             Err(refused) => self.refuse(refused),
+            Ok(Request::Recv(incoming)) => self.receive(incoming),
             Ok(Request::Host) => json!({"cmd": "HOST", "id": me, "msg": me.short()}),
             Ok(Request::GetPeers) => self.peer_list(),
             Ok(Request::Exit) => {
                 self.running = false;
                 json!({"cmd": "EXIT", "msg": ""})
             }
+            Ok(Request::History(peer, n)) => self.history(peer, n),
+            Ok(Request::Send(peer, port, text)) => self.queue(peer, port, text),
             Ok(Request::Update(peer)) => match self.state.oldest_unread(&peer) {
                 None => json!({"cmd": "END", "id": peer, "msg": ""}),
                 Some(item) => {
-                    let mut reply =
-                        json!({"cmd": "UPDATE", "id": peer, "msg": item.text, "date": clock::hhmm(item.t)});
+                    let mut reply = json!({"cmd": "UPDATE", "id": peer, "msg": item.text, "date": clock::hhmm(item.t)});
                     if let Some(error) = &item.error {
                         reply["error"] = json!(error);
                     }
                     return (reply, Some(peer));
                 }
             },
-            Ok(Request::History(peer, n)) => self.history(peer, n),
-            Ok(Request::Send(peer, port, text)) => self.queue(peer, port, text),
-            Ok(Request::Recv(_)) => unreachable!("RECV on the client port is refused above"),
         };
         (reply, None)
+    }
+
+    /// Logged, and put in the peer's unread queue when the refusal concerns a SEND,
+    /// whose reply the 2017 client never reads.
+    fn refuse(&mut self, Refused { why, peer }: Refused) -> Value {
+        warn!("refused: {why}");
+        let reply = protocol::refusal(&why);
+        if let Some(peer) = peer.filter(|p| self.admit(p, false).is_ok()) {
+            self.record(Event::Failed { peer, mid: String::new(), why }).unwrap_or_else(|e| error!("{e}"));
+        }
+        reply
     }
 
     /// Appends to the messages log, then applies: nothing counts before it is logged.
@@ -334,12 +267,12 @@ impl Reactor {
     }
 
     fn receive(&mut self, m: Incoming) -> Value {
-        if let Err(why) = self.state.admit(&m.from, self.limits.max_unread, self.limits.max_peers) {
-            return self.refuse(Refused::from(format!("RECV from {}: {why}", m.from)));
+        if let Err(why) = self.admit(&m.from, false) {
+            return self.refuse(format!("RECV from {}: {why}", m.from).into());
         }
-        let mid = m.mid.clone().unwrap_or_default();
+        let ack = json!({"cmd": "END", "id": self.me, "msg": m.mid.as_deref().unwrap_or_default()});
         match self.record(Event::Recv { peer: m.from, msg: m.text, mid: m.mid }) {
-            Ok(()) => json!({"cmd": "END", "id": self.me, "msg": mid}),
+            Ok(()) => ack,
             Err(e) => {
                 error!("{e}");
                 protocol::refusal("cannot store messages now, try later")
@@ -347,51 +280,33 @@ impl Reactor {
         }
     }
 
+    /// As many as fit in one reply; `cut` counts the others.
     fn peer_list(&self) -> Value {
-        let (mut list, mut cut) = (String::new(), 0);
-        for peer in self.state.peers() {
-            if list.len() + peer.as_str().len() + 64 > MAX_REPLY {
-                cut += 1;
-                continue;
-            }
-            if !list.is_empty() {
-                list.push(',');
-            }
-            list.push_str(peer.as_str());
-        }
-        let mut reply = json!({"cmd": "GET_PEERS", "msg": list});
-        if cut > 0 {
-            reply["cut"] = json!(cut);
-        }
-        reply
+        let ids: Vec<&str> = self.state.peers().iter().map(OnionId::as_str).collect();
+        let fit = ids.len().min((MAX_REPLY - 100) / 63);
+        json!({"cmd": "GET_PEERS", "msg": ids[..fit].join(","), "cut": ids.len() - fit})
     }
 
-    /// Keeps the newest lines that fit in one reply; `cut` says how many older ones did not.
+    /// The newest lines that fit in one reply; `cut` counts the older ones left out.
     fn history(&self, peer: OnionId, n: usize) -> Value {
         let lines = self.journal.history(&peer, n.min(1000));
-        let (mut room, mut keep) = (MAX_REPLY - 200, 0);
-        for line in lines.iter().rev() {
-            let size = line.to_string().len() + 1;
-            if size > room {
-                break;
-            }
-            room -= size;
-            keep += 1;
+        let (mut cut, mut room) = (lines.len(), MAX_REPLY - 200);
+        while let Some(size) = cut.checked_sub(1).map(|i| lines[i].to_string().len() + 1).filter(|&s| s <= room) {
+            (cut, room) = (cut - 1, room - size);
         }
-        let cut = lines.len() - keep;
-        let shown: Vec<&Value> = lines[cut..].iter().collect();
-        json!({"cmd": "HISTORY", "id": peer, "msg": "", "lines": shown, "cut": cut})
+        json!({"cmd": "HISTORY", "id": peer, "msg": "", "lines": lines[cut..], "cut": cut})
+    }
+
+    fn admit(&self, peer: &OnionId, outgoing: bool) -> Result<(), &'static str> {
+        self.state.admit(peer, outgoing, self.limits.max_unread, self.limits.max_peers)
     }
 
     fn queue(&mut self, peer: OnionId, port: u16, text: String) -> Value {
-        let (queued, waiting_peers) = (self.state.queued(&peer), self.state.outbox().len());
-        if queued >= self.limits.max_unread || (queued == 0 && waiting_peers >= self.limits.max_peers) {
-            let why = format!("SEND to {peer}: too many messages waiting for delivery");
-            return self.refuse(Refused { why, peer: Some(peer) });
+        if let Err(why) = self.admit(&peer, true) {
+            return self.refuse(Refused { why: format!("SEND to {peer}: {why}"), peer: Some(peer) });
         }
         let mid = protocol::new_mid();
-        let ev = Event::Queued { peer: peer.clone(), mid: mid.clone(), port, msg: text };
-        if let Err(e) = self.record(ev) {
+        if let Err(e) = self.record(Event::Queued { peer: peer.clone(), mid: mid.clone(), port, msg: text }) {
             error!("{e}");
             return protocol::refusal("cannot store messages now, try later");
         }
@@ -400,83 +315,32 @@ impl Reactor {
     }
 
     fn dispatch(&mut self, peer: &OnionId) {
-        let Some(front) = self.state.outbox().get(peer).and_then(VecDeque::front) else {
-            self.flights.remove(peer);
-            return;
-        };
-        let now = Instant::now();
-        let flight = self.flights.entry(peer.clone()).or_insert(Flight {
-            busy: false,
-            retry_at: now,
-            backoff: Duration::from_secs(1),
-        });
-        if flight.busy || flight.retry_at > now {
+        let Some(next) = self.state.outbox().get(peer).and_then(VecDeque::front) else { return };
+        if self.busy.contains(peer) {
             return;
         }
-        let job =
-            Job { peer: peer.clone(), port: front.port, mid: front.mid.clone(), text: front.text.clone() };
+        let job = Job { peer: peer.clone(), next: next.clone(), acker: self.state.acknowledges(peer) };
         match self.courier.send(job) {
-            Ok(()) => flight.busy = true,
-            Err(e) => {
-                error!("cannot start a delivery thread: {e}");
-                flight.retry_at = now + flight.backoff;
-            }
-        }
-    }
-
-    fn retry_due(&mut self) {
-        let now = Instant::now();
-        let due: Vec<OnionId> = self
-            .flights
-            .iter()
-            .filter(|(_, f)| !f.busy && f.retry_at <= now)
-            .map(|(p, _)| p.clone())
-            .collect();
-        due.iter().for_each(|peer| self.dispatch(peer));
-    }
-
-    fn take_reports(&mut self) {
-        while let Ok(report) = self.reports.try_recv() {
-            self.delivered(report);
+            Ok(()) => _ = self.busy.insert(peer.clone()),
+            Err(e) => error!("cannot start a delivery thread: {e}"),
         }
     }
 
     fn delivered(&mut self, Report { peer, mid, outcome }: Report) {
-        let Some(flight) = self.flights.get_mut(&peer) else { return };
-        flight.busy = false;
-        let queued_at =
-            self.state.outbox().get(&peer).and_then(|q| q.iter().find(|o| o.mid == mid)).map(|o| o.t);
-        let Some(queued_at) = queued_at else { return };
-        // A peer that acknowledged before is no 2017 peer: its silence is a lost ack.
-        let outcome = match outcome {
-            Outcome::NoAck if self.state.acknowledges(&peer) => Outcome::Failed("no acknowledgement".into()),
-            outcome => outcome,
-        };
         let ev = match outcome {
+            Outcome::Retrying(why) => return warn!("to {peer}: {why}"),
             Outcome::Delivered => Event::Delivered { peer: peer.clone(), mid },
-            Outcome::NoAck => Event::Unconfirmed { peer: peer.clone(), mid },
-            Outcome::Failed(why)
-                if clock::now().saturating_sub(queued_at) >= self.limits.give_up.as_secs() =>
-            {
-                warn!("to {peer}: giving up: {why}");
-                Event::Failed { peer: peer.clone(), mid, why, msg: None }
-            }
-            Outcome::Failed(why) => {
-                warn!("to {peer}: {why}; retrying in {:?}", flight.backoff);
-                flight.retry_at = Instant::now() + flight.backoff;
-                flight.backoff = (flight.backoff * 2).min(Duration::from_secs(60));
-                return;
+            Outcome::Unconfirmed => Event::Unconfirmed { peer: peer.clone(), mid },
+            Outcome::GaveUp(why) => {
+                warn!("to {peer}: gave up: {why}");
+                Event::Failed { peer: peer.clone(), mid, why }
             }
         };
-        flight.backoff = Duration::from_secs(1);
+        self.busy.remove(&peer);
+        // If the outcome cannot be logged, the message stays queued for the next start.
         match self.record(ev) {
             Ok(()) => self.dispatch(&peer),
-            Err(e) => {
-                error!("{e}");
-                if let Some(flight) = self.flights.get_mut(&peer) {
-                    flight.retry_at = Instant::now() + flight.backoff;
-                }
-            }
+            Err(e) => error!("{e}"),
         }
     }
 }

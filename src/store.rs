@@ -6,7 +6,7 @@ use crate::onion::OnionId;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet, VecDeque};
 
-/// One line of the messages log: when, and what happened.
+/// One line of the messages log: when (UNIX seconds), and what happened.
 #[derive(Serialize, Deserialize)]
 pub struct Record {
     pub t: u64,
@@ -14,40 +14,26 @@ pub struct Record {
     pub ev: Event,
 }
 
+/// recv: a peer's message, now unread. read: the client was shown the oldest unread
+/// item of that peer. queued: the client's message, waiting for delivery. unconfirmed:
+/// written in full to a peer that never acknowledges (a 2017 daemon). failed: not
+/// delivered (given up, or refused at once), and a notice goes to the unread queue.
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "ev", rename_all = "lowercase")]
 pub enum Event {
-    /// A peer's message, stored as unread.
-    Recv {
-        peer: OnionId,
-        msg: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        mid: Option<String>,
-    },
-    /// The client took the oldest unread item of this peer.
+    Recv { peer: OnionId, msg: String, mid: Option<String> },
     Read { peer: OnionId },
-    /// The client's message, waiting for delivery.
     Queued { peer: OnionId, mid: String, port: u16, msg: String },
-    /// The peer acknowledged it.
     Delivered { peer: OnionId, mid: String },
-    /// Written to the peer, which never acknowledges (a 2017 daemon).
     Unconfirmed { peer: OnionId, mid: String },
-    /// Given up, or refused before it could be sent: a notice goes to the unread queue.
-    Failed {
-        peer: OnionId,
-        mid: String,
-        why: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        msg: Option<String>,
-    },
+    Failed { peer: OnionId, mid: String, why: String },
 }
 
+/// An unread message; with `error`, a notice that a message of ours was not delivered.
 #[derive(Serialize, Deserialize)]
 pub struct Item {
     pub t: u64,
     pub text: Box<str>,
-    /// Set on a notice that a message of ours was not delivered.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Box<str>>,
 }
 
@@ -72,35 +58,30 @@ pub struct State {
 impl State {
     pub fn apply(&mut self, t: u64, ev: Event) {
         match ev {
-            Event::Recv { peer, msg, .. } => self.push_unread(peer, t, msg, None),
+            Event::Recv { peer, msg, .. } => self.push_unread(peer, Item { t, text: msg.into(), error: None }),
             Event::Read { peer } => {
-                let queue = self.unread.get_mut(&peer);
-                if queue.is_some_and(|q| q.pop_front().is_some() && q.is_empty()) {
+                if self.unread.get_mut(&peer).is_some_and(|q| q.pop_front().is_some() && q.is_empty()) {
                     self.unread.remove(&peer);
                     self.order.retain(|p| *p != peer);
                 }
             }
             Event::Queued { peer, mid, port, msg } => {
-                let item = Outgoing { mid, port, text: msg, t };
-                self.outbox.entry(peer).or_default().push_back(item);
+                self.outbox.entry(peer).or_default().push_back(Outgoing { mid, port, text: msg, t })
             }
             Event::Delivered { peer, mid } => {
                 self.take_outgoing(&peer, &mid);
                 self.ackers.insert(peer);
             }
-            Event::Unconfirmed { peer, mid } => {
-                self.take_outgoing(&peer, &mid);
-            }
-            Event::Failed { peer, mid, why, msg } => {
-                let text = self.take_outgoing(&peer, &mid).map(|o| o.text).or(msg);
-                let notice = format!("[not delivered: {why}] {}", text.unwrap_or_default());
-                self.push_unread(peer, t, notice, Some(why));
+            Event::Unconfirmed { peer, mid } => _ = self.take_outgoing(&peer, &mid),
+            Event::Failed { peer, mid, why } => {
+                let text = self.take_outgoing(&peer, &mid).map(|o| o.text).unwrap_or_default();
+                let text = format!("[not delivered: {why}] {text}").into();
+                self.push_unread(peer, Item { t, text, error: Some(why.into()) });
             }
         }
     }
 
-    fn push_unread(&mut self, peer: OnionId, t: u64, text: String, error: Option<String>) {
-        let item = Item { t, text: text.into(), error: error.map(Into::into) };
+    fn push_unread(&mut self, peer: OnionId, item: Item) {
         let queue = self.unread.entry(peer.clone()).or_default();
         if queue.is_empty() {
             self.order.push(peer);
@@ -110,18 +91,22 @@ impl State {
 
     fn take_outgoing(&mut self, peer: &OnionId, mid: &str) -> Option<Outgoing> {
         let queue = self.outbox.get_mut(peer)?;
-        let item = queue.remove(queue.iter().position(|o| o.mid == mid)?);
+        let taken = queue.remove(queue.iter().position(|o| o.mid == mid)?);
         if queue.is_empty() {
             self.outbox.remove(peer);
         }
-        item
+        taken
     }
 
-    /// PROTOCOL 2.4: a peer may hold `per_peer` unread items, and `peers` peers may.
-    pub fn admit(&self, peer: &OnionId, per_peer: usize, peers: usize) -> Result<(), String> {
-        match self.unread.get(peer) {
-            Some(q) if q.len() >= per_peer => Err(format!("{per_peer} unread messages from you already")),
-            None if self.order.len() >= peers => Err("too many peers with unread messages".into()),
+    /// PROTOCOL 2.4: room for one more message from `peer` (or, `outgoing`, to it)?
+    pub fn admit(&self, peer: &OnionId, outgoing: bool, per_peer: usize, peers: usize) -> Result<(), &'static str> {
+        let (queued, waiting) = match outgoing {
+            true => (self.outbox.get(peer).map(VecDeque::len), self.outbox.len()),
+            false => (self.unread.get(peer).map(VecDeque::len), self.unread.len()),
+        };
+        match queued {
+            Some(n) if n >= per_peer => Err("too many messages waiting for this peer"),
+            None if waiting >= peers => Err("too many peers with messages waiting"),
             _ => Ok(()),
         }
     }
@@ -136,10 +121,6 @@ impl State {
 
     pub fn outbox(&self) -> &HashMap<OnionId, VecDeque<Outgoing>> {
         &self.outbox
-    }
-
-    pub fn queued(&self, peer: &OnionId) -> usize {
-        self.outbox.get(peer).map_or(0, VecDeque::len)
     }
 
     pub fn acknowledges(&self, peer: &OnionId) -> bool {

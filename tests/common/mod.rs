@@ -1,0 +1,340 @@
+//! Shared test helpers: a daemon process on ephemeral loopback ports in a temp dir, the
+//! 2017 Python client's exact use of a socket, a peer's RECV, and a SOCKS5 proxy that
+//! maps onion ids to local daemons and can refuse or hang a destination.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use sha3::{Digest, Sha3_256};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A random, valid v3 onion id (the key is random bytes, which is all the id checks need).
+pub fn onion_id() -> String {
+    let mut key = [0u8; 32];
+    std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut key).unwrap();
+    onion_id_of(&key)
+}
+
+pub fn onion_id_of(key: &[u8; 32]) -> String {
+    let sum = Sha3_256::new().chain_update(b".onion checksum").chain_update(key).chain_update([3u8]).finalize();
+    let mut raw = key.to_vec();
+    raw.extend_from_slice(&[sum[0], sum[1], 3]);
+    let alphabet = b"abcdefghijklmnopqrstuvwxyz234567";
+    let bits: Vec<bool> = raw.iter().flat_map(|b| (0..8).rev().map(move |i| b >> i & 1 == 1)).collect();
+    let b32: String = bits.chunks(5).map(|c| alphabet[c.iter().fold(0, |a, &b| a << 1 | b as usize)] as char).collect();
+    format!("{b32}.onion")
+}
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("torchat-test-{}-{name}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Polls `cond` every 10 ms until it holds; panics after `secs` seconds.
+pub fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {secs}s waiting for {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub struct Daemon {
+    pub dir: PathBuf,
+    pub id: String,
+    pub client: u16,
+    pub peer: u16,
+    pub child: Option<Child>,
+    pub pid: u32,
+    args: Vec<String>,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_main")
+}
+
+impl Daemon {
+    /// A daemon with its own onion id in a fresh temp dir.
+    pub fn start(name: &str, args: &[&str]) -> Daemon {
+        let dir = temp_dir(name);
+        let id = onion_id();
+        std::fs::write(dir.join("hostname"), format!("{id}\n")).unwrap();
+        Daemon::start_in(dir, id, args.iter().map(|s| s.to_string()).collect())
+    }
+
+    pub fn start_in(dir: PathBuf, id: String, args: Vec<String>) -> Daemon {
+        let (child, pid, client, peer) = spawn(&dir, &args, 0, 0);
+        Daemon { dir, id, client, peer, child, pid, args }
+    }
+
+    pub fn messages_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("logs/messages.log")).unwrap_or_default()
+    }
+
+    pub fn errors_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("logs/errors.log")).unwrap_or_default()
+    }
+
+    /// Kills it (SIGKILL) and starts it again on the same ports, folder and id.
+    pub fn crash_and_restart(&mut self) {
+        self.kill();
+        self.restart();
+    }
+
+    pub fn restart(&mut self) {
+        (self.child, self.pid, self.client, self.peer) = spawn(&self.dir, &self.args, self.client, self.peer);
+    }
+
+    pub fn kill(&mut self) {
+        signal(self.pid, libc::SIGKILL);
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits for the process (not detached) to end by itself; returns its exit status.
+    pub fn wait_exit(&mut self) -> i32 {
+        let mut child = self.child.take().expect("a child process");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "daemon did not exit");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_some() || alive(self.pid) {
+            self.kill();
+        }
+    }
+}
+
+pub fn signal(pid: u32, sig: i32) {
+    if pid > 0 {
+        unsafe { libc::kill(pid as i32, sig) };
+    }
+}
+
+pub fn alive(pid: u32) -> bool {
+    // A zombie still answers kill(0); /proc tells a running process from one.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+/// Starts the binary with --hostname/--logs in `dir` and reads the ports it bound from
+/// its first line of output. Detached (-d), the process left is the parent's child, and
+/// its PID comes from the second line.
+fn spawn(dir: &Path, args: &[String], client: u16, peer: u16) -> (Option<Child>, u32, u16, u16) {
+    let stderr = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("stderr.txt")).unwrap();
+    let mut child = Command::new(bin())
+        .args(["--hostname", dir.join("hostname").to_str().unwrap(), "--logs", dir.join("logs").to_str().unwrap()])
+        .args(["--peer-port", &peer.to_string()])
+        .args(args)
+        .arg(client.to_string())
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let port = |what: &str| -> u16 {
+        let rest = line.split(what).nth(1).unwrap_or_else(|| panic!("no ready line: {line:?}"));
+        rest.split(':').nth(1).unwrap().split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+    };
+    let (client, peer) = (port("clients on "), port("peers on "));
+    if !args.iter().any(|a| a == "-d") {
+        let pid = child.id();
+        return (Some(child), pid, client, peer);
+    }
+    let mut detached = String::new();
+    out.read_line(&mut detached).unwrap();
+    assert!(child.wait().unwrap().success(), "the parent of a detached daemon exits 0");
+    let pid = detached.trim().strip_prefix("detached: pid ").expect("a 'detached: pid N' line").parse().unwrap();
+    (None, pid, client, peer)
+}
+
+fn py_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            ' '..='~' => out.push(c),
+            _ => c.encode_utf16(&mut [0; 2]).iter().for_each(|u| out.push_str(&format!("\\u{u:04x}"))),
+        }
+    }
+    out + "\""
+}
+
+/// Exactly what the 2017 client sends: json.dumps (default separators, ensure_ascii) of
+/// id, portno, msg, cmd, date in that order.
+pub fn py_json(cmd: &str, id: &str, portno: u16, msg: &str) -> String {
+    format!(
+        "{{\"id\": {}, \"portno\": {portno}, \"msg\": {}, \"cmd\": {}, \"date\": \"[14:03] \"}}",
+        py_str(id),
+        py_str(msg),
+        py_str(cmd)
+    )
+}
+
+/// The client's HOST, GET_PEERS, UPDATE: send, then ONE recv(5000), then json.loads.
+pub fn ask(port: u16, cmd: &str, id: &str, msg: &str) -> Value {
+    ask_raw(port, py_json(cmd, id, 8000, msg).as_bytes())
+}
+
+pub fn ask_raw(port: u16, bytes: &[u8]) -> Value {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut buf = [0u8; 5000];
+    let n = s.read(&mut buf).unwrap();
+    assert!(n <= 4096, "reply of {n} bytes");
+    serde_json::from_slice(&buf[..n]).unwrap_or_else(|e| panic!("reply not JSON in one read ({e}): {:?}", &buf[..n]))
+}
+
+/// The client's SEND and EXIT: send, and drop the socket without reading.
+pub fn tell(port: u16, cmd: &str, id: &str, portno: u16, msg: &str) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(py_json(cmd, id, portno, msg).as_bytes()).unwrap();
+}
+
+pub fn update(port: u16, peer: &str) -> Value {
+    ask(port, "UPDATE", "localhost", peer)
+}
+
+pub fn send(port: u16, peer: &str, text: &str) {
+    tell(port, "SEND", peer, 80, text)
+}
+
+/// All UPDATE replies for `peer` until END.
+pub fn drain(port: u16, peer: &str) -> Vec<String> {
+    let mut texts = Vec::new();
+    loop {
+        let reply = update(port, peer);
+        if reply["cmd"] == "END" {
+            return texts;
+        }
+        texts.push(reply["msg"].as_str().unwrap().to_string());
+    }
+}
+
+/// What a 2017 peer writes (four keys, alphabetical), then the reply until EOF.
+pub fn recv_from(peer_port: u16, from: &str, text: &str) -> Value {
+    let body = serde_json::json!({"cmd": "RECV", "id": from, "msg": text, "portno": 80});
+    let mut s = TcpStream::connect(("127.0.0.1", peer_port)).unwrap();
+    s.write_all(body.to_string().as_bytes()).unwrap();
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).unwrap();
+    serde_json::from_slice(&reply).unwrap_or(Value::Null)
+}
+
+/// Reads until EOF or error; what was read.
+pub fn read_all(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+#[derive(Clone, Copy)]
+pub enum Route {
+    To(u16),
+    Refuse,
+    Hang,
+}
+
+/// A SOCKS5 proxy standing in for Tor: onion ids map to local ports; an unknown id gets
+/// "host unreachable", as from Tor.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    routes: Arc<Mutex<HashMap<String, Route>>>,
+    pub connects: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Proxy {
+    pub fn start() -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let routes: Arc<Mutex<HashMap<String, Route>>> = Arc::default();
+        let connects: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let (r, c) = (routes.clone(), connects.clone());
+        thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (r, c) = (r.clone(), c.clone());
+                thread::spawn(move || serve_socks(conn, &r, &c));
+            }
+        });
+        Proxy { addr, routes, connects }
+    }
+
+    pub fn route(&self, host: &str, route: Route) {
+        self.routes.lock().unwrap().insert(host.to_string(), route);
+    }
+
+    pub fn connects(&self, host: &str) -> usize {
+        self.connects.lock().unwrap().get(host).copied().unwrap_or(0)
+    }
+
+    pub fn arg(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+fn serve_socks(mut c: TcpStream, routes: &Mutex<HashMap<String, Route>>, connects: &Mutex<HashMap<String, usize>>) {
+    let mut head = [0u8; 2];
+    if c.read_exact(&mut head).is_err() {
+        return;
+    }
+    let mut methods = vec![0u8; head[1] as usize];
+    let _ = c.read_exact(&mut methods);
+    let _ = c.write_all(&[5, 0]);
+    let mut req = [0u8; 5];
+    if c.read_exact(&mut req).is_err() || req[..4] != [5, 1, 0, 3] {
+        return;
+    }
+    let mut host = vec![0u8; req[4] as usize + 2];
+    let _ = c.read_exact(&mut host);
+    let host = String::from_utf8_lossy(&host[..host.len() - 2]).to_string();
+    *connects.lock().unwrap().entry(host.clone()).or_default() += 1;
+    let route = routes.lock().unwrap().get(&host).copied();
+    let reply = |code: u8| [5, code, 0, 1, 127, 0, 0, 1, 0, 0];
+    match route {
+        None => _ = c.write_all(&reply(4)),
+        Some(Route::Refuse) => _ = c.write_all(&reply(5)),
+        Some(Route::Hang) => _ = c.read(&mut [0u8; 1]),
+        Some(Route::To(port)) => match TcpStream::connect(("127.0.0.1", port)) {
+            Err(_) => _ = c.write_all(&reply(5)),
+            Ok(target) => {
+                let _ = c.write_all(&reply(0));
+                let (mut c2, mut t2) = (c.try_clone().unwrap(), target.try_clone().unwrap());
+                let up = thread::spawn(move || {
+                    let _ = std::io::copy(&mut c2, &mut t2);
+                    let _ = t2.shutdown(Shutdown::Write);
+                });
+                let (mut t, mut c) = (target, c);
+                let _ = std::io::copy(&mut t, &mut c);
+                let _ = c.shutdown(Shutdown::Write);
+                let _ = up.join();
+            }
+        },
+    }
+}

@@ -1,0 +1,189 @@
+//! Bad input of every kind gets a clear refusal or a clean close, and the daemon goes on
+//! serving everybody else. Each case here crashed, hung or lost data in the 2017 daemon.
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+fn error_of(port: u16, bytes: &[u8]) -> String {
+    let reply = ask_raw(port, bytes);
+    assert_eq!(reply["cmd"], "END", "{reply}");
+    assert_eq!(reply["msg"], "", "a refusal still has the msg the 2017 client reads");
+    reply["error"].as_str().unwrap_or_else(|| panic!("no error in {reply}")).to_string()
+}
+
+#[test]
+fn malformed_requests_are_refused_with_a_reason() {
+    let d = Daemon::start("malformed", &[]);
+    let id = onion_id();
+    let cases: &[(&[u8], &str)] = &[
+        (b"{}", "missing key \"cmd\""),
+        (b"not json", "bad request"),
+        (b"[1, 2]", "bad request"),
+        (b"{\"cmd\": \"UPDATE\"}", "missing key \"msg\""),
+        (b"{\"cmd\": \"UPDATE\", \"msg\": null}", "missing key \"msg\""),
+        (b"{\"cmd\": \"UPDATE\", \"msg\": 5}", "invalid type"),
+        (b"{\"cmd\": \"SEND\", \"id\": 5, \"msg\": \"x\", \"portno\": 80}", "invalid type"),
+        (b"{\"cmd\": \"HOST\", \"portno\": \"x\"}", "invalid type"),
+        (b"{\"cmd\": \"FOO\"}", "unknown cmd \"FOO\""),
+        (b"{\"cmd\": \"HISTORY\", \"msg\": \"ten\"}", "missing key \"id\""),
+        (b"{\"cmd\": \"UPDATE\", \"msg\": \"\xff\xfe\"}", "bad request"),
+        (b"{\"cmd\": \"UPDATE\", \"msg\": \"abc.onion\"}", "not an onion id"),
+    ];
+    for (bytes, why) in cases {
+        let error = error_of(d.client, bytes);
+        assert!(error.contains(why), "{:?}: {error}", String::from_utf8_lossy(bytes));
+    }
+    let send = |portno: &str| format!("{{\"cmd\": \"SEND\", \"id\": \"{id}\", \"msg\": \"x\", \"portno\": {portno}}}");
+    assert!(error_of(d.client, send("0").as_bytes()).contains("portno"));
+    assert!(error_of(d.client, send("70000").as_bytes()).contains("portno"));
+    // A refused SEND is also reported where the 2017 client looks: the peer's queue.
+    let notice = update(d.client, &id);
+    assert!(notice["msg"].as_str().unwrap().starts_with("[not delivered: \"portno\""), "{notice}");
+    assert!(notice["error"].is_string());
+    assert_eq!(ask(d.client, "HOST", "localhost", "")["cmd"], "HOST");
+    assert!(d.errors_log().contains("unknown cmd"), "refusals are in the errors log");
+}
+
+#[test]
+fn a_request_split_across_writes_is_assembled() {
+    let d = Daemon::start("split", &[]);
+    let peer = onion_id();
+    let body = serde_json::json!({"cmd": "RECV", "id": peer, "msg": "split in three"}).to_string();
+    let mut s = TcpStream::connect(("127.0.0.1", d.peer)).unwrap();
+    s.set_nodelay(true).unwrap();
+    for part in [&body[..10], &body[10..40], &body[40..]] {
+        s.write_all(part.as_bytes()).unwrap();
+        // Not synchronisation: only a gap, so that the daemon reads the parts apart.
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&read_all(&mut s)).unwrap()["cmd"], "END");
+    assert_eq!(update(d.client, &peer)["msg"], "split in three");
+}
+
+#[test]
+fn only_the_first_of_two_objects_in_one_write_counts() {
+    let d = Daemon::start("two", &[]);
+    let peer = onion_id();
+    let one = serde_json::json!({"cmd": "RECV", "id": peer, "msg": "one"});
+    let two = serde_json::json!({"cmd": "RECV", "id": peer, "msg": "two"});
+    let reply = ask_raw(d.peer, format!("{one}{two}").as_bytes());
+    assert_eq!(reply["cmd"], "END");
+    assert_eq!(drain(d.client, &peer), ["one"]);
+}
+
+#[test]
+fn a_request_the_sender_closes_right_after_writing_is_served() {
+    let d = Daemon::start("eof", &[]);
+    let peer = onion_id();
+    let mut s = TcpStream::connect(("127.0.0.1", d.peer)).unwrap();
+    s.write_all(serde_json::json!({"cmd": "RECV", "id": peer, "msg": "bye"}).to_string().as_bytes()).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    read_all(&mut s);
+    assert_eq!(update(d.client, &peer)["msg"], "bye");
+    // Half a request, then EOF: closed, nothing stored.
+    let mut s = TcpStream::connect(("127.0.0.1", d.peer)).unwrap();
+    s.write_all(b"{\"cmd\": \"RECV\", \"id\": \"").unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(read_all(&mut s).is_empty());
+    assert_eq!(ask(d.client, "GET_PEERS", "localhost", "")["msg"], "");
+}
+
+#[test]
+fn a_one_mebibyte_message_is_refused_and_nothing_else_suffers() {
+    let d = Daemon::start("huge", &[]);
+    let peer = onion_id();
+    let body = serde_json::json!({"cmd": "RECV", "id": peer, "msg": "z".repeat(1 << 20)}).to_string();
+    let mut s = TcpStream::connect(("127.0.0.1", d.peer)).unwrap();
+    // The daemon stops reading at its buffer limit: it answers, or resets, mid-write.
+    let _ = s.write_all(body.as_bytes());
+    let reply = read_all(&mut s);
+    if !reply.is_empty() {
+        let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+        assert!(reply["error"].as_str().unwrap().contains("larger than"), "{reply}");
+    }
+    assert_eq!(update(d.client, &peer)["cmd"], "END");
+    assert_eq!(recv_from(d.peer, &peer, "small")["cmd"], "END");
+    assert!(d.errors_log().contains("larger than 16384 bytes"));
+}
+
+#[test]
+fn the_limits_of_unread_messages_are_enforced_with_an_error_the_sender_sees() {
+    let d = Daemon::start("limits", &["--max-unread", "3", "--max-peers", "2"]);
+    let (a, b, c) = (onion_id(), onion_id(), onion_id());
+    for i in 0..3 {
+        assert_eq!(recv_from(d.peer, &a, &format!("{i}"))["cmd"], "END");
+    }
+    assert!(recv_from(d.peer, &a, "one too many")["error"].as_str().unwrap().contains("too many messages"));
+    recv_from(d.peer, &b, "b");
+    assert!(recv_from(d.peer, &c, "c")["error"].as_str().unwrap().contains("too many peers"));
+    update(d.client, &a);
+    assert_eq!(recv_from(d.peer, &a, "room again")["cmd"], "END");
+}
+
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max.min(20000);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+}
+
+#[test]
+fn thousands_of_idle_connections_do_not_block_the_client_port() {
+    raise_fd_limit();
+    let d = Daemon::start("flood", &["--idle", "600", "--max-conns", "1000"]);
+    let mut idle: Vec<TcpStream> = (0..2000).map(|_| TcpStream::connect(("127.0.0.1", d.peer)).unwrap()).collect();
+    // The client port has its own budget: it answers while the peer port is full.
+    assert_eq!(ask(d.client, "HOST", "localhost", "")["cmd"], "HOST");
+    let refused = idle[1000..].iter_mut().map(read_all);
+    assert_eq!(refused.filter(|r| String::from_utf8_lossy(r).contains("too many connections")).count(), 1000);
+    drop(idle);
+    wait_for("the slots to free up", 10, || recv_from(d.peer, &onion_id(), "after the storm")["cmd"] == "END");
+}
+
+#[test]
+fn idle_connections_are_closed_after_the_idle_limit() {
+    raise_fd_limit();
+    let d = Daemon::start("idle", &["--idle", "1"]);
+    let mut idle: Vec<TcpStream> = (0..500).map(|_| TcpStream::connect(("127.0.0.1", d.peer)).unwrap()).collect();
+    for s in &mut idle {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        assert_eq!(s.read(&mut [0u8; 16]).unwrap_or(0), 0, "closed without a reply");
+    }
+    assert!(d.errors_log().contains("connections open for 1s"), "{}", d.errors_log());
+}
+
+#[test]
+fn a_client_that_trickles_bytes_is_cut_at_the_idle_limit() {
+    let d = Daemon::start("trickle", &["--idle", "1"]);
+    let mut s = TcpStream::connect(("127.0.0.1", d.client)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let mut closed = false;
+    for byte in b"{\"cmd\": \"HOST\"  ".iter().cycle().take(60) {
+        if s.write_all(&[*byte]).is_err() || matches!(s.read(&mut [0u8; 64]), Ok(0)) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "a connection sending one byte per 100 ms outlived --idle 1");
+}
+
+#[test]
+fn a_client_that_never_reads_does_not_hold_anything_up() {
+    let d = Daemon::start("noread", &[]);
+    let peer = onion_id();
+    recv_from(d.peer, &peer, "kept");
+    let silent: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", d.client)).unwrap();
+            s.write_all(py_json("GET_PEERS", "localhost", 8000, "").as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    assert_eq!(update(d.client, &peer)["msg"], "kept");
+    drop(silent);
+}
