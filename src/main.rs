@@ -26,7 +26,7 @@ fn options() -> Options {
     o.optflag("h", "help", "print this help");
     for (name, help) in [
         ("peer-port", "port that Tor delivers onion connections to (PORT+1)"),
-        ("hostname", "Tor's hostname file of this onion service (tor/hostname)"),
+        ("hostname", "Tor's hostname file of this onion service (tor/hs/hostname)"),
         ("logs", "folder of messages.log, errors.log, state.json (logs)"),
         ("socks", "Tor's SOCKS5 port (127.0.0.1:9250)"),
         ("give-up", "seconds to keep retrying a delivery (86400)"),
@@ -78,7 +78,7 @@ fn main() {
         fail(2, "--max-conns, --idle, --max-unread and --max-peers must be above 0");
     }
     let proxy: SocketAddr = opt(&m, "socks", SocketAddr::from(([127, 0, 0, 1], 9250)));
-    let hostname = m.opt_str("hostname").unwrap_or_else(|| "tor/hostname".into());
+    let hostname = m.opt_str("hostname").unwrap_or_else(|| "tor/hs/hostname".into());
     let me = std::fs::read_to_string(&hostname)
         .map_err(|e| format!("cannot read {hostname}: {e} (is tor running? see --hostname)"))
         .and_then(|id| onion::OnionId::parse(&id).map_err(|e| format!("{hostname}: {e}")))

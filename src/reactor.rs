@@ -210,13 +210,12 @@ impl Reactor {
                 }
             }
         };
-        let bytes = protocol::encode(&reply);
-        // An UPDATE's message counts as read only once its reply went out whole.
-        if let (Ok(n), Some(peer)) = (conn.sock.write(&bytes), shown) {
-            if n == bytes.len() {
-                self.record(Event::Read { peer }).unwrap_or_else(|e| error!("{e}"));
-            }
-        }
+        // An UPDATE's message counts as read before its reply goes out, so that a crash
+        // in between cannot show it twice. A client that resets the connection before
+        // that write loses the message from its unread queue, but not from HISTORY.
+        let logged = shown.map_or(Ok(()), |peer| self.record(Event::Read { peer }));
+        let reply = logged.map_or_else(|e| self.failure(e), |()| reply);
+        let _ = conn.sock.write(&protocol::encode(&reply));
     }
 
     /// The reply, and the peer whose oldest unread message it shows.
@@ -258,6 +257,12 @@ impl Reactor {
         reply
     }
 
+    /// The messages log cannot be written: say so, and acknowledge nothing.
+    fn failure(&self, e: String) -> Value {
+        error!("{e}");
+        protocol::refusal("cannot store messages now, try later")
+    }
+
     /// Appends to the messages log, then applies: nothing counts before it is logged.
     fn record(&mut self, ev: Event) -> Result<(), String> {
         let rec = Record { t: clock::now(), ev };
@@ -267,17 +272,14 @@ impl Reactor {
     }
 
     fn receive(&mut self, m: Incoming) -> Value {
+        let ack = json!({"cmd": "END", "id": self.me, "msg": m.mid.as_deref().unwrap_or_default()});
+        if m.mid.as_ref().is_some_and(|mid| self.state.accepted(mid, clock::now())) {
+            return ack;
+        }
         if let Err(why) = self.admit(&m.from, false) {
             return self.refuse(format!("RECV from {}: {why}", m.from).into());
         }
-        let ack = json!({"cmd": "END", "id": self.me, "msg": m.mid.as_deref().unwrap_or_default()});
-        match self.record(Event::Recv { peer: m.from, msg: m.text, mid: m.mid }) {
-            Ok(()) => ack,
-            Err(e) => {
-                error!("{e}");
-                protocol::refusal("cannot store messages now, try later")
-            }
-        }
+        self.record(Event::Recv { peer: m.from, msg: m.text, mid: m.mid }).map_or_else(|e| self.failure(e), |()| ack)
     }
 
     /// As many as fit in one reply; `cut` counts the others.
@@ -307,8 +309,7 @@ impl Reactor {
         }
         let mid = protocol::new_mid();
         if let Err(e) = self.record(Event::Queued { peer: peer.clone(), mid: mid.clone(), port, msg: text }) {
-            error!("{e}");
-            return protocol::refusal("cannot store messages now, try later");
+            return self.failure(e);
         }
         self.dispatch(&peer);
         json!({"cmd": "SEND", "id": peer, "msg": mid})

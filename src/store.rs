@@ -53,12 +53,26 @@ pub struct State {
     outbox: HashMap<OnionId, VecDeque<Outgoing>>,
     /// Peers that have acknowledged a message: they speak PROTOCOL 2.2.
     ackers: HashSet<OnionId>,
+    /// The mids of messages accepted in the last MID_MEMORY seconds, and when: a retry
+    /// whose acknowledgement was lost is acknowledged again but stored once.
+    mids: HashMap<String, u64>,
 }
+
+/// Twice the 10 minutes a signed time stamp may be off (PROTOCOL 2.3).
+const MID_MEMORY: u64 = 20 * 60;
 
 impl State {
     pub fn apply(&mut self, t: u64, ev: Event) {
         match ev {
-            Event::Recv { peer, msg, .. } => self.push_unread(peer, Item { t, text: msg.into(), error: None }),
+            Event::Recv { peer, msg, mid } => {
+                if let Some(mid) = mid {
+                    if self.mids.len() % 4096 == 4095 {
+                        self.mids.retain(|_, at| *at + MID_MEMORY > t);
+                    }
+                    self.mids.insert(mid, t);
+                }
+                self.push_unread(peer, Item { t, text: msg.into(), error: None });
+            }
             Event::Read { peer } => {
                 if self.unread.get_mut(&peer).is_some_and(|q| q.pop_front().is_some() && q.is_empty()) {
                     self.unread.remove(&peer);
@@ -109,6 +123,10 @@ impl State {
             None if waiting >= peers => Err("too many peers with messages waiting"),
             _ => Ok(()),
         }
+    }
+
+    pub fn accepted(&self, mid: &str, now: u64) -> bool {
+        self.mids.get(mid).is_some_and(|at| at + MID_MEMORY > now)
     }
 
     pub fn oldest_unread(&self, peer: &OnionId) -> Option<&Item> {

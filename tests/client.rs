@@ -158,4 +158,7 @@ fn a_peer_gets_an_acknowledgement_naming_the_receiver_and_the_mid() {
     let body = serde_json::json!({"cmd": "RECV", "id": onion_id(), "msg": "hi", "mid": mid});
     let reply = ask_raw(d.peer, body.to_string().as_bytes());
     assert_eq!(reply, serde_json::json!({"cmd": "END", "id": d.id, "msg": mid}));
+    // A retry after a lost acknowledgement: acknowledged again, stored once.
+    assert_eq!(ask_raw(d.peer, body.to_string().as_bytes()), reply);
+    assert_eq!(drain(d.client, body["id"].as_str().unwrap()), ["hi"]);
 }

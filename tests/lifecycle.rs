@@ -1,0 +1,181 @@
+//! The daemon as a process: options, start-up, clean stops, crashes, restarts, detaching,
+//! and log files that survive all of them.
+
+mod common;
+use common::*;
+use std::io::Write;
+use std::process::Command;
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn help_and_bad_command_lines() {
+    let (status, out, _) = run(&["--help"]);
+    assert_eq!(status, 0);
+    for option in ["--daemon", "--peer-port", "--hostname", "--logs", "--socks", "--max-text", "--idle"] {
+        assert!(out.contains(option), "{option} missing from --help");
+    }
+    for args in [&["--bogus", "8000"][..], &["eighty"], &["70000"], &[], &["1", "2"], &["--idle", "x", "1"]] {
+        let (status, out, err) = run(args);
+        assert_eq!((status, out.as_str()), (2, ""), "{args:?}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_missing_or_invalid_hostname_file_is_a_clear_error() {
+    let dir = temp_dir("hostname");
+    let hostname = dir.join("hostname");
+    let args = |h: &std::path::Path| {
+        ["--hostname", h.to_str().unwrap(), "--logs", dir.to_str().unwrap(), "0"].map(String::from)
+    };
+    let (status, _, err) = run(&args(&hostname).each_ref().map(String::as_str));
+    assert_eq!(status, 1);
+    assert!(err.contains("cannot read") && err.contains("hostname"), "{err}");
+    std::fs::write(&hostname, "notanonion.onion\n").unwrap();
+    let (status, _, err) = run(&args(&hostname).each_ref().map(String::as_str));
+    assert_eq!(status, 1);
+    assert!(err.contains("not an onion id"), "{err}");
+}
+
+#[test]
+fn a_port_in_use_is_reported_in_the_shell() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let d = Daemon::start("taken", &[]);
+    let hostname = d.dir.join("hostname");
+    let (status, _, err) =
+        run(&["-d", "--hostname", hostname.to_str().unwrap(), "--logs", d.dir.to_str().unwrap(), &port]);
+    assert_eq!(status, 1);
+    assert!(err.contains("cannot listen for clients") && err.contains(&port), "{err}");
+}
+
+#[test]
+fn exit_sigterm_and_sigint_stop_cleanly_and_keep_the_unread_set() {
+    let mut d = Daemon::start("stop", &[]);
+    let peer = onion_id();
+    for (i, how) in ["EXIT", "SIGTERM", "SIGINT"].iter().enumerate() {
+        recv_from(d.peer, &peer, &format!("before {how}"));
+        match *how {
+            "EXIT" => tell(d.client, "EXIT", "localhost", 8000, ""),
+            "SIGTERM" => signal(d.pid, libc::SIGTERM),
+            _ => signal(d.pid, libc::SIGINT),
+        }
+        assert_eq!(d.wait_exit(), 0, "{how}");
+        assert!(d.errors_log().matches("shutting down").count() == i + 1);
+        d.restart();
+    }
+    assert_eq!(drain(d.client, &peer), ["before EXIT", "before SIGTERM", "before SIGINT"]);
+}
+
+#[test]
+fn kill_9_loses_nothing_acknowledged_and_shows_nothing_twice() {
+    let mut d = Daemon::start("kill9", &[]);
+    let peer = onion_id();
+    let mut expected = Vec::new();
+    for round in 0..5 {
+        for i in 0..20 {
+            let text = format!("{round}.{i}");
+            assert_eq!(recv_from(d.peer, &peer, &text)["cmd"], "END");
+            expected.push(text);
+        }
+        // Read a few before the crash: they must not come back.
+        for _ in 0..7 {
+            assert_eq!(update(d.client, &peer)["msg"], expected.remove(0).as_str());
+        }
+        d.crash_and_restart();
+    }
+    assert_eq!(drain(d.client, &peer), expected);
+}
+
+#[test]
+fn a_last_line_cut_by_a_crash_does_not_stop_the_next_start() {
+    let mut d = Daemon::start("cut", &[]);
+    let peer = onion_id();
+    recv_from(d.peer, &peer, "whole");
+    d.kill();
+    let log = d.dir.join("logs/messages.log");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .unwrap()
+        .write_all(b"2026-11-25T12:00:00Z {\"t\":1,\"ev\":\"re")
+        .unwrap();
+    d.restart();
+    recv_from(d.peer, &peer, "after");
+    assert_eq!(drain(d.client, &peer), ["whole", "after"]);
+    assert!(d.errors_log().contains("skipped 1 damaged lines"), "{}", d.errors_log());
+}
+
+#[test]
+fn start_up_replays_only_what_follows_the_checkpoint() {
+    let mut d = Daemon::start("checkpoint", &[]);
+    let peer = onion_id();
+    recv_from(d.peer, &peer, "checkpointed");
+    tell(d.client, "EXIT", "localhost", 8000, "");
+    assert_eq!(d.wait_exit(), 0);
+    // Garbage before the checkpointed length is never read again: proof that start-up
+    // does not re-scan the whole log. (Same length, so the checkpoint stays valid.)
+    let log = d.dir.join("logs/messages.log");
+    let text = std::fs::read_to_string(&log).unwrap();
+    std::fs::write(&log, text.replace("checkpointed", "XXXXXXXXXXXX")).unwrap();
+    d.restart();
+    recv_from(d.peer, &peer, "replayed");
+    d.crash_and_restart();
+    assert_eq!(drain(d.client, &peer), ["checkpointed", "replayed"]);
+    // Without its checkpoint, the state is rebuilt from the whole log.
+    d.kill();
+    std::fs::remove_file(d.dir.join("logs/state.json")).unwrap();
+    d.restart();
+    assert_eq!(ask(d.client, "GET_PEERS", "localhost", "")["msg"], "");
+}
+
+#[test]
+fn detached_daemon_serves_and_stops_on_exit() {
+    let d = Daemon::start("detach", &["-d"]);
+    assert!(alive(d.pid));
+    assert_eq!(ask(d.client, "HOST", "localhost", "")["id"], d.id.as_str());
+    let sid = std::fs::read_to_string(format!("/proc/{}/stat", d.pid)).unwrap();
+    let fields: Vec<&str> = sid.rsplit(')').next().unwrap().split_whitespace().collect();
+    assert_eq!(fields[3], d.pid.to_string(), "the daemon leads its own session");
+    tell(d.client, "EXIT", "localhost", 8000, "");
+    wait_for("the detached daemon to exit", 10, || !alive(d.pid));
+}
+
+#[test]
+fn sighup_reopens_both_logs_for_logrotate() {
+    let d = Daemon::start("hup", &[]);
+    let (peer, logs) = (onion_id(), d.dir.join("logs"));
+    recv_from(d.peer, &peer, "before rotation");
+    ask(d.client, "NOPE", "localhost", "");
+    for name in ["messages.log", "errors.log"] {
+        std::fs::rename(logs.join(name), logs.join(format!("{name}.1"))).unwrap();
+    }
+    signal(d.pid, libc::SIGHUP);
+    wait_for("a new messages.log", 5, || logs.join("messages.log").exists());
+    recv_from(d.peer, &peer, "after rotation");
+    ask(d.client, "AGAIN", "localhost", "");
+    let old = std::fs::read_to_string(logs.join("messages.log.1")).unwrap();
+    assert!(old.contains("before rotation") && !old.contains("after rotation"));
+    assert!(d.messages_log().contains("after rotation") && !d.messages_log().contains("before rotation"));
+    assert!(d.errors_log().contains("AGAIN") && !d.errors_log().contains("NOPE"));
+    assert_eq!(drain(d.client, &peer), ["before rotation", "after rotation"]);
+}
+
+#[test]
+fn a_crash_after_rotation_still_finds_what_the_rotated_log_holds() {
+    let mut d = Daemon::start("rotated", &[]);
+    let (peer, logs) = (onion_id(), d.dir.join("logs"));
+    recv_from(d.peer, &peer, "checkpointed");
+    signal(d.pid, libc::SIGHUP);
+    wait_for("the checkpoint", 5, || std::fs::read(logs.join("state.json")).is_ok_and(|s| !s.is_empty()));
+    recv_from(d.peer, &peer, "only in the rotated file");
+    // logrotate renames the file; the daemon dies before its SIGHUP.
+    std::fs::rename(logs.join("messages.log"), logs.join("messages.log.1")).unwrap();
+    d.crash_and_restart();
+    assert_eq!(drain(d.client, &peer), ["checkpointed", "only in the rotated file"]);
+}
