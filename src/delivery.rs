@@ -3,17 +3,12 @@
 //! it has an outcome, and reports to the reactor through a channel and the reactor's
 //! Waker. The threads share nothing else with the reactor, which owns state and logs.
 
-use crate::clock;
-use crate::onion::OnionId;
-use crate::store::Outgoing;
+use crate::{clock, onion::OnionId, store::Outgoing};
 use mio::Waker;
-use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::{mpsc::Sender, Arc};
-use std::thread;
-use std::time::Duration;
+use std::{sync::mpsc::Sender, sync::Arc, thread, time::Duration};
 
 /// Tor's own SocksTimeout: an onion connect can legitimately take this long.
 const CONNECT: Duration = Duration::from_secs(120);
@@ -101,21 +96,16 @@ fn attempt(proxy: SocketAddr, job: &Job, request: &[u8]) -> Result<bool, String>
             Ok(0) | Err(_) => return Ok(false),
             Ok(n) => reply.extend_from_slice(&chunk[..n]),
         }
-        match serde_json::Deserializer::from_slice(&reply).into_iter::<Ack>().next() {
+        match serde_json::Deserializer::from_slice(&reply).into_iter::<Value>().next() {
             Some(Err(e)) if e.is_eof() => continue,
-            Some(Ok(Ack { error: Some(why), .. })) => return Err(format!("refused by the peer: {why}")),
-            Some(Ok(Ack { cmd: Some(c), msg: Some(m), .. })) => return Ok(c == "END" && m == job.next.mid),
+            Some(Ok(ack)) => match ack["error"].as_str() {
+                Some(why) => return Err(format!("refused by the peer: {why}")),
+                None => return Ok(ack["cmd"] == "END" && ack["msg"] == job.next.mid.as_str()),
+            },
             _ => break,
         }
     }
     Err("the peer's reply is not an acknowledgement".into())
-}
-
-#[derive(Deserialize)]
-struct Ack {
-    cmd: Option<String>,
-    msg: Option<String>,
-    error: Option<String>,
 }
 
 /// SOCKS5 CONNECT to a domain name without authentication (RFC 1928), bounded in time.
@@ -142,14 +132,10 @@ fn socks_connect(proxy: SocketAddr, host: &str, port: u16) -> Result<TcpStream, 
     if let Some(reason) = reason {
         return Err(reason.into());
     }
+    // Tor reports the bound address as IPv4 or IPv6; nobody needs it.
     let bound = match head[5] {
         1 => 4,
         4 => 16,
-        3 => {
-            let mut n = [0u8];
-            s.read_exact(&mut n).map_err(fail)?;
-            n[0] as usize
-        }
         _ => return Err("malformed SOCKS reply".into()),
     };
     s.read_exact(&mut vec![0; bound + 2]).map_err(fail)?;

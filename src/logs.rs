@@ -3,18 +3,14 @@
 //! the state at a given length of that log, so that start-up replays only the tail.
 //! The errors log gets every refusal and failure, through `log` + `simplelog`.
 
-use crate::clock;
-use crate::onion::OnionId;
-use crate::store::{Event, Record, State};
+use crate::{clock, onion::OnionId, store::Event, store::Record, store::State};
 use log::{warn, LevelFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::os::{fd::AsRawFd, fd::RawFd, unix::fs::FileExt, unix::fs::MetadataExt};
+use std::{collections::HashMap, path::Path, path::PathBuf};
 
 const MESSAGES: &str = "messages.log";
 const CHECKPOINT: &str = "state.json";
@@ -69,29 +65,22 @@ impl Journal {
 
     fn load_checkpoint(dir: &Path, ino: u64, len: u64) -> (State, u64) {
         let path = dir.join(CHECKPOINT);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
+        let checkpoint = match fs::read(&path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return (State::default(), 0),
-            Err(e) => {
-                warn!("{}; rebuilding from the whole messages log", failed("read", &path, e));
-                return (State::default(), 0);
-            }
+            read => read.map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())),
         };
-        match serde_json::from_slice::<Checkpoint<State>>(&bytes) {
-            Ok(c) if c.ino == ino && c.len <= len => (c.state, c.len),
+        match checkpoint {
+            Ok(Checkpoint { ino: i, len: l, state }) if i == ino && l <= len => return (state, l),
             // The log was rotated after the checkpoint: finish the old file first.
-            Ok(mut c) => match rotated(dir, c.ino) {
-                Some(old) if replay(&old, c.len, &mut c.state).is_ok() => (c.state, 0),
-                _ => {
-                    warn!("{} does not match the messages log; rebuilding from it", path.display());
-                    (State::default(), 0)
+            Ok(Checkpoint { ino, len, mut state }) => {
+                if rotated(dir, ino).is_some_and(|old| replay(&old, len, &mut state).is_ok()) {
+                    return (state, 0);
                 }
-            },
-            Err(e) => {
-                warn!("{} is damaged ({e}); rebuilding from the messages log", path.display());
-                (State::default(), 0)
+                warn!("{} does not match the messages log; rebuilding from the log", path.display());
             }
+            Err(e) => warn!("{} is damaged ({e}); rebuilding from the messages log", path.display()),
         }
+        (State::default(), 0)
     }
 
     /// A record counts only once this returns Ok; a failed write is undone so that the
@@ -197,16 +186,13 @@ fn parse_line(line: &[u8]) -> Option<Record> {
 }
 
 fn replay(path: &Path, from: u64, state: &mut State) -> io::Result<()> {
-    let mut file = File::open(path)?;
+    let (mut file, mut skipped) = (File::open(path)?, 0);
     file.seek(SeekFrom::Start(from))?;
-    let (mut reader, mut line, mut skipped) = (BufReader::with_capacity(1 << 16, file), Vec::new(), 0);
-    while reader.read_until(b'\n', &mut line)? > 0 {
-        match parse_line(&line) {
+    for line in BufReader::with_capacity(1 << 16, file).split(b'\n') {
+        match parse_line(&line?) {
             Some(rec) => state.apply(rec.t, rec.ev),
-            None if line.iter().all(u8::is_ascii_whitespace) => {}
             None => skipped += 1,
         }
-        line.clear();
     }
     if skipped > 0 {
         warn!("{}: skipped {skipped} damaged lines", path.display());

@@ -11,52 +11,42 @@ mod store;
 
 use getopts::{Matches, Options};
 use reactor::{Limits, Reactor};
-use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
-use std::process::exit;
-use std::str::FromStr;
-use std::time::Duration;
+use std::{io::Write, os::fd::AsRawFd, path::Path, process::exit, time::Duration};
 
 const USAGE: &str = "Usage: main [options] PORT\n\nServes local clients on 127.0.0.1:PORT (0: any free port).";
-
-fn options() -> Options {
-    let mut o = Options::new();
-    o.optflag("d", "daemon", "detach from the terminal once the ports are bound");
-    o.optflag("h", "help", "print this help");
-    for (name, help) in [
-        ("peer-port", "port that Tor delivers onion connections to (PORT+1)"),
-        ("hostname", "Tor's hostname file of this onion service (tor/hs/hostname)"),
-        ("logs", "folder of messages.log, errors.log, state.json (logs)"),
-        ("socks", "Tor's SOCKS5 port (127.0.0.1:9250)"),
-        ("give-up", "seconds to keep retrying a delivery (86400)"),
-        ("max-text", "bytes in one message, JSON-escaped (3000; at most 3500)"),
-        ("max-buffer", "bytes buffered per connection (16384)"),
-        ("max-conns", "open connections per port (1000)"),
-        ("idle", "seconds a connection may stay open (20)"),
-        ("max-unread", "unread, and unsent, messages per peer (1000)"),
-        ("max-peers", "peers with unread, and with unsent, messages (1000)"),
-    ] {
-        o.optopt("", name, help, "VALUE");
-    }
-    o
-}
+const OPTIONS: [(&str, &str); 11] = [
+    ("peer-port", "port that Tor delivers onion connections to (PORT+1)"),
+    ("hostname", "Tor's hostname file of this onion service (tor/hs/hostname)"),
+    ("logs", "folder of messages.log, errors.log, state.json (logs)"),
+    ("socks", "Tor's SOCKS5 port (127.0.0.1:9250)"),
+    ("give-up", "seconds to keep retrying a delivery (86400)"),
+    ("max-text", "bytes in one message, JSON-escaped (3000; at most 3500)"),
+    ("max-buffer", "bytes buffered per connection (16384)"),
+    ("max-conns", "open connections per port (1000)"),
+    ("idle", "seconds a connection may stay open (20)"),
+    ("max-unread", "unread, and unsent, messages per peer (1000)"),
+    ("max-peers", "peers with unread, and with unsent, messages (1000)"),
+];
 
 fn fail(status: i32, msg: &str) -> ! {
     eprintln!("main: {msg}{}", if status == 2 { " (see main --help)" } else { "" });
     exit(status)
 }
 
-fn opt<T: FromStr>(m: &Matches, name: &str, default: T) -> T {
+fn opt<T: std::str::FromStr>(m: &Matches, name: &str, default: T) -> T {
     let parse = |v: String| v.parse().unwrap_or_else(|_| fail(2, &format!("--{name}: bad value {v:?}")));
     m.opt_str(name).map_or(default, parse)
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let m = options().parse(&args).unwrap_or_else(|e| fail(2, &e.to_string()));
+    let mut options = Options::new();
+    options.optflag("d", "daemon", "detach from the terminal once the ports are bound");
+    options.optflag("h", "help", "print this help");
+    OPTIONS.iter().for_each(|(name, help)| _ = options.optopt("", name, help, "VALUE"));
+    let m = options.parse(std::env::args().skip(1)).unwrap_or_else(|e| fail(2, &e.to_string()));
     if m.opt_present("help") {
-        return print!("{}", options().usage(USAGE));
+        return print!("{}", options.usage(USAGE));
     }
     let [port] = m.free.as_slice() else { fail(2, "expected one PORT") };
     let port: u16 = port.parse().unwrap_or_else(|_| fail(2, &format!("bad port {port:?}")));
@@ -71,10 +61,10 @@ fn main() {
         max_peers: opt(&m, "max-peers", 1000),
         give_up: secs("give-up", 86400),
     };
+    let positive = [limits.max_conns, limits.idle.as_secs() as usize, limits.max_unread, limits.max_peers];
     if !(1..=protocol::MAX_TEXT_LIMIT).contains(&limits.max_text) || limits.max_buffer < 2 * limits.max_text {
-        fail(2, &format!("--max-text must be 1 to {} and --max-buffer twice that", protocol::MAX_TEXT_LIMIT));
-    }
-    if limits.max_conns == 0 || limits.idle.is_zero() || limits.max_unread == 0 || limits.max_peers == 0 {
+        fail(2, &format!("--max-text must be 1 to {}, --max-buffer twice that", protocol::MAX_TEXT_LIMIT));
+    } else if positive.contains(&0) {
         fail(2, "--max-conns, --idle, --max-unread and --max-peers must be above 0");
     }
     let proxy: SocketAddr = opt(&m, "socks", SocketAddr::from(([127, 0, 0, 1], 9250)));
@@ -106,19 +96,17 @@ fn main() {
 /// The classic Unix daemon: fork; the parent prints the child's PID and exits; the child
 /// leaves the terminal's session and points its standard streams at /dev/null.
 fn detach() -> std::io::Result<()> {
+    let null = std::fs::File::options().read(true).write(true).open("/dev/null")?;
     let _ = std::io::stdout().flush();
-    // SAFETY: no other thread exists yet, so the child starts from a consistent state.
+    // SAFETY: no other thread exists yet, so the child starts from a consistent state;
+    // the rest are plain system calls on descriptors this process owns.
     match unsafe { libc::fork() } {
         -1 => Err(std::io::Error::last_os_error()),
-        0 => {
-            let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
-            // SAFETY: plain system calls on descriptors this process owns.
-            unsafe {
-                libc::setsid();
-                (0..3).for_each(|fd| _ = libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd));
-            }
+        0 => unsafe {
+            libc::setsid();
+            (0..3).for_each(|fd| _ = libc::dup2(null.as_raw_fd(), fd));
             Ok(())
-        }
+        },
         child => {
             println!("detached: pid {child}");
             exit(0)

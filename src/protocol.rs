@@ -28,13 +28,7 @@ pub enum Request {
     Update(OnionId),
     History(OnionId, usize),
     Send(OnionId, u16, String),
-    Recv(Incoming),
-}
-
-pub struct Incoming {
-    pub from: OnionId,
-    pub text: String,
-    pub mid: Option<String>,
+    Recv { from: OnionId, text: String, mid: Option<String> },
 }
 
 /// Why a request was refused, and the peer it concerned when that much was valid: a
@@ -109,7 +103,7 @@ impl Wire {
             }
             "RECV" => match self.mid {
                 Some(mid) if !is_mid(&mid) => return Err("\"mid\": expected 32 hex digits".to_string().into()),
-                mid => Request::Recv(Incoming { from: onion(&self.id, "id")?, text: text(&self.msg, max_text)?, mid }),
+                mid => Request::Recv { from: onion(&self.id, "id")?, text: text(&self.msg, max_text)?, mid },
             },
             other => return Err(format!("unknown cmd {:?}", other.chars().take(20).collect::<String>()).into()),
         })

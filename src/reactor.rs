@@ -3,22 +3,17 @@
 //! channel and the Waker. The only timers are connection deadlines: the poll timeout is
 //! the nearest one.
 
-use crate::clock;
 use crate::delivery::{Courier, Job, Outcome, Report};
-use crate::logs::Journal;
-use crate::onion::OnionId;
-use crate::protocol::{self, Incoming, Refused, Request, MAX_REPLY};
-use crate::store::{Event, Record, State};
+use crate::protocol::{self, Refused, Request, MAX_REPLY};
+use crate::{clock, logs::Journal, onion::OnionId, store::Event, store::Record, store::State};
 use log::{error, info, warn};
-use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{net::TcpListener, net::TcpStream, Events, Interest, Poll, Token, Waker};
 use serde_json::{json, Value};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, Read, Write};
-use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::{sync::mpsc, sync::Arc, time::Duration, time::Instant};
 
 const WAKE: Token = Token(2);
 const SIGNALS: Token = Token(3);
@@ -223,7 +218,7 @@ impl Reactor {
         let me = &self.me;
         let reply = match request {
             Err(refused) => self.refuse(refused),
-            Ok(Request::Recv(incoming)) => self.receive(incoming),
+            Ok(Request::Recv { from, text, mid }) => self.receive(from, text, mid),
             Ok(Request::Host) => json!({"cmd": "HOST", "id": me, "msg": me.short()}),
             Ok(Request::GetPeers) => self.peer_list(),
             Ok(Request::Exit) => {
@@ -271,15 +266,15 @@ impl Reactor {
         Ok(())
     }
 
-    fn receive(&mut self, m: Incoming) -> Value {
-        let ack = json!({"cmd": "END", "id": self.me, "msg": m.mid.as_deref().unwrap_or_default()});
-        if m.mid.as_ref().is_some_and(|mid| self.state.accepted(mid, clock::now())) {
+    fn receive(&mut self, from: OnionId, text: String, mid: Option<String>) -> Value {
+        let ack = json!({"cmd": "END", "id": self.me, "msg": mid.as_deref().unwrap_or_default()});
+        if mid.as_ref().is_some_and(|mid| self.state.accepted(mid, clock::now())) {
             return ack;
         }
-        if let Err(why) = self.admit(&m.from, false) {
-            return self.refuse(format!("RECV from {}: {why}", m.from).into());
+        if let Err(why) = self.admit(&from, false) {
+            return self.refuse(format!("RECV from {from}: {why}").into());
         }
-        self.record(Event::Recv { peer: m.from, msg: m.text, mid: m.mid }).map_or_else(|e| self.failure(e), |()| ack)
+        self.record(Event::Recv { peer: from, msg: text, mid }).map_or_else(|e| self.failure(e), |()| ack)
     }
 
     /// As many as fit in one reply; `cut` counts the others.
