@@ -25,7 +25,7 @@ def main(argv):
                 record = json.loads(text)
             except ValueError:
                 continue
-            if record.get("peer") != peer:
+            if record.get("peer") != peer or record.get("carried"):
                 continue
             event = record.get("ev")
             if event == "recv":

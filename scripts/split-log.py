@@ -4,7 +4,8 @@
 Usage: split-log.py MESSAGES_LOG OUT_DIR
 
 Each line of the log is "STAMP JSON"; every record that names a peer goes, unchanged, to
-OUT_DIR/<peer onion id>.log. Damaged lines (a crash can cut the last one) are counted
+OUT_DIR/<peer onion id>.log. Records marked "carried" (the copies a log starts with
+after a rotation) are left out: their originals are in the rotated file. Damaged lines (a crash can cut the last one) are counted
 and skipped. Prints one line per peer: the file and how many records it got.
 """
 import json
@@ -35,7 +36,7 @@ def main(argv):
                 damaged = record
                 break
             peer = record.get("peer")
-            if not isinstance(peer, str) or not peer.endswith(".onion") or "/" in peer:
+            if record.get("carried") or not isinstance(peer, str) or not peer.endswith(".onion") or "/" in peer:
                 continue
             if peer not in files:
                 files[peer] = open(os.path.join(argv[2], peer + ".log"), "w", encoding="utf-8")

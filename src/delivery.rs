@@ -99,7 +99,8 @@ fn attempt(proxy: SocketAddr, job: &Job, request: &[u8]) -> Result<bool, String>
         match serde_json::Deserializer::from_slice(&reply).into_iter::<Value>().next() {
             Some(Err(e)) if e.is_eof() => continue,
             Some(Ok(ack)) => match ack["error"].as_str() {
-                Some(why) => return Err(format!("refused by the peer: {why}")),
+                // Bounded: it ends up in a notice, which must fit in one reply.
+                Some(why) => return Err(format!("refused by the peer: {}", why.chars().take(200).collect::<String>())),
                 None => return Ok(ack["cmd"] == "END" && ack["msg"] == job.next.mid.as_str()),
             },
             _ => break,

@@ -1,7 +1,8 @@
 //! The two log files. The messages log is the daemon's memory: one line per message
-//! event, `STAMP JSON`, written before the event takes effect. `state.json` checkpoints
-//! the state at a given length of that log, so that start-up replays only the tail.
-//! The errors log gets every refusal and failure, through `log` + `simplelog`.
+//! event, `STAMP JSON`, written before the event takes effect; unread messages are read
+//! back from it. `state.json` checkpoints the state at a given length of that log, so
+//! that start-up replays only the tail. The errors log gets every refusal and failure,
+//! through `log` + `simplelog`.
 
 use crate::{clock, onion::OnionId, store::Event, store::Record, store::State};
 use log::{warn, LevelFilter};
@@ -15,6 +16,8 @@ use std::{collections::HashMap, path::Path, path::PathBuf};
 const MESSAGES: &str = "messages.log";
 const CHECKPOINT: &str = "state.json";
 const ERRORS: &str = "errors.log";
+/// Longer than any record: a text's limit, a refusal's reason and the keys.
+const MAX_LINE: usize = 16 << 10;
 
 #[derive(Serialize, Deserialize)]
 struct Checkpoint<S> {
@@ -56,36 +59,38 @@ impl Journal {
             file.write_all(b"\n").map_err(|e| failed("write", &path, e))?;
             len += 1;
         }
-        let (mut state, from) = Self::load_checkpoint(dir, ino, len);
-        replay(&path, from, &mut state).map_err(|e| failed("read", &path, e))?;
         let mut journal = Journal { dir: dir.into(), file, ino, len, checkpointed: 0, checkpoint_size: 0, errors_fd };
+        let (mut state, from, rotated) = journal.load_checkpoint();
+        match rotated {
+            // The state points into the rotated file: carry what it needs to this one.
+            Some(old) => journal.carry(&old, &mut state)?,
+            None => replay(&path, from, &mut state).map_err(|e| failed("read", &path, e))?,
+        }
         journal.checkpoint(&state)?;
         Ok((journal, state))
     }
 
-    fn load_checkpoint(dir: &Path, ino: u64, len: u64) -> (State, u64) {
-        let path = dir.join(CHECKPOINT);
+    fn load_checkpoint(&self) -> (State, u64, Option<File>) {
+        let path = self.dir.join(CHECKPOINT);
         let checkpoint = match fs::read(&path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return (State::default(), 0),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return (State::default(), 0, None),
             read => read.map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())),
         };
         match checkpoint {
-            Ok(Checkpoint { ino: i, len: l, state }) if i == ino && l <= len => return (state, l),
-            // The log was rotated after the checkpoint: finish the old file first.
-            Ok(Checkpoint { ino, len, mut state }) => {
-                if rotated(dir, ino).is_some_and(|old| replay(&old, len, &mut state).is_ok()) {
-                    return (state, 0);
-                }
-                warn!("{} does not match the messages log; rebuilding from the log", path.display());
-            }
+            Ok(Checkpoint { ino, len, state }) if ino == self.ino && len <= self.len => return (state, len, None),
+            // logrotate renamed the log, and the daemon died before its SIGHUP.
+            Ok(Checkpoint { ino, len, mut state }) => match rotated(&self.dir, ino) {
+                Some((old, file)) if replay(&old, len, &mut state).is_ok() => return (state, 0, Some(file)),
+                _ => warn!("{} does not match the messages log; rebuilding from the log", path.display()),
+            },
             Err(e) => warn!("{} is damaged ({e}); rebuilding from the messages log", path.display()),
         }
-        (State::default(), 0)
+        (State::default(), 0, None)
     }
 
-    /// A record counts only once this returns Ok; a failed write is undone so that the
-    /// next record does not get glued to half a line.
-    pub fn append(&mut self, rec: &Record) -> Result<(), String> {
+    /// A record counts only once this returns where it now stands; a failed write is
+    /// undone so that the next record does not get glued to half a line.
+    pub fn append(&mut self, rec: &Record) -> Result<u64, String> {
         let mut line = format!("{} ", clock::stamp(rec.t)).into_bytes();
         serde_json::to_writer(&mut line, rec).map_err(|e| e.to_string())?;
         line.push(b'\n');
@@ -94,7 +99,11 @@ impl Journal {
             return Err(format!("cannot write the messages log: {e}"));
         }
         self.len += line.len() as u64;
-        Ok(())
+        Ok(self.len - line.len() as u64)
+    }
+
+    pub fn read(&self, at: u64) -> Result<Record, String> {
+        read_record(&self.file, at)
     }
 
     /// Checkpointing costs a write of the whole state; doing it once the log has grown by
@@ -104,8 +113,7 @@ impl Journal {
     }
 
     pub fn checkpoint(&mut self, state: &State) -> Result<(), String> {
-        let path = self.dir.join(CHECKPOINT);
-        let tmp = self.dir.join("state.json.tmp");
+        let (path, tmp) = (self.dir.join(CHECKPOINT), self.dir.join("state.json.tmp"));
         let bytes =
             serde_json::to_vec(&Checkpoint { ino: self.ino, len: self.len, state }).map_err(|e| e.to_string())?;
         let write = || -> io::Result<()> {
@@ -116,14 +124,14 @@ impl Journal {
             fs::rename(&tmp, &path)
         };
         write().map_err(|e| failed("write", &path, e))?;
-        self.checkpointed = self.len;
-        self.checkpoint_size = bytes.len() as u64;
+        (self.checkpointed, self.checkpoint_size) = (self.len, bytes.len() as u64);
         Ok(())
     }
 
-    /// SIGHUP, after logrotate moved the files: checkpoint the old messages log, then
-    /// continue in new files.
-    pub fn reopen(&mut self, state: &State) -> Result<(), String> {
+    /// SIGHUP. After logrotate renamed the messages log, the new one starts with a copy
+    /// of every record still unread or unsent, marked `carried`: each log file holds all
+    /// the daemon needs, and the old one can be compressed or deleted.
+    pub fn reopen(&mut self, state: &mut State) -> Result<(), String> {
         self.checkpoint(state)?;
         let errors = open_append(&self.dir.join(ERRORS)).map_err(|e| failed("open", &self.dir, e))?;
         // SAFETY: both descriptors are open; dup2 atomically points the logger's at the new file.
@@ -131,10 +139,25 @@ impl Journal {
             return Err(failed("reopen", &self.dir.join(ERRORS), io::Error::last_os_error()));
         }
         let path = self.dir.join(MESSAGES);
-        self.file = open_append(&path).map_err(|e| failed("open", &path, e))?;
-        let meta = self.file.metadata().map_err(|e| failed("read", &path, e))?;
-        (self.ino, self.len) = (meta.ino(), meta.len());
+        let file = open_append(&path).map_err(|e| failed("open", &path, e))?;
+        let meta = file.metadata().map_err(|e| failed("read", &path, e))?;
+        if meta.ino() != self.ino {
+            let old = std::mem::replace(&mut self.file, file);
+            (self.ino, self.len) = (meta.ino(), meta.len());
+            self.carry(&old, state)?;
+        }
         self.checkpoint(state)
+    }
+
+    fn carry(&mut self, from: &File, state: &mut State) -> Result<(), String> {
+        state.relocate(|at| self.append(&Record { carried: true, ..read_record(from, at)? }))?;
+        for (peer, queue) in state.outbox() {
+            for o in queue {
+                let ev = Event::Queued { peer: peer.clone(), mid: o.mid.clone(), port: o.port, msg: o.text.clone() };
+                self.append(&Record { t: o.t, ev, carried: true })?;
+            }
+        }
+        Ok(())
     }
 
     /// The last `n` messages exchanged with `peer`, oldest first, with the delivery
@@ -153,7 +176,7 @@ impl Journal {
             let first = if start == 0 { 0 } else { buf.iter().position(|&b| b == b'\n').map_or(buf.len(), |i| i + 1) };
             let (mut found, mut outcome) = (Vec::new(), HashMap::new());
             for line in buf[first..].rsplit(|&b| b == b'\n').filter(|l| l.windows(needle.len()).any(|w| w == needle)) {
-                let Some(Record { t, ev }) = parse_line(line) else { continue };
+                let Some(Record { t, ev, carried: false }) = parse_line(line) else { continue };
                 match ev {
                     Event::Recv { peer: p, msg, .. } if p == *peer => {
                         found.push(json!({"t": t, "dir": "in", "msg": msg}))
@@ -185,14 +208,23 @@ fn parse_line(line: &[u8]) -> Option<Record> {
     serde_json::from_slice(json).ok()
 }
 
+fn read_record(file: &File, at: u64) -> Result<Record, String> {
+    let mut buf = vec![0; MAX_LINE];
+    let n = file.read_at(&mut buf, at).map_err(|e| format!("cannot read the messages log: {e}"))?;
+    let line = buf[..n].split(|&b| b == b'\n').next().unwrap_or_default();
+    parse_line(line).ok_or_else(|| format!("the messages log has no record at {at}"))
+}
+
 fn replay(path: &Path, from: u64, state: &mut State) -> io::Result<()> {
-    let (mut file, mut skipped) = (File::open(path)?, 0);
+    let (mut file, mut skipped, mut at) = (File::open(path)?, 0, from);
     file.seek(SeekFrom::Start(from))?;
     for line in BufReader::with_capacity(1 << 16, file).split(b'\n') {
-        match parse_line(&line?) {
-            Some(rec) => state.apply(rec.t, rec.ev),
+        let line = line?;
+        match parse_line(&line) {
+            Some(rec) => state.apply(at, rec.t, rec.ev),
             None => skipped += 1,
         }
+        at += line.len() as u64 + 1;
     }
     if skipped > 0 {
         warn!("{}: skipped {skipped} damaged lines", path.display());
@@ -201,9 +233,10 @@ fn replay(path: &Path, from: u64, state: &mut State) -> io::Result<()> {
 }
 
 /// Where logrotate put the file a checkpoint was taken of, if it is still in `dir`.
-fn rotated(dir: &Path, ino: u64) -> Option<PathBuf> {
+fn rotated(dir: &Path, ino: u64) -> Option<(PathBuf, File)> {
     let entries = fs::read_dir(dir).ok()?;
-    entries.flatten().find(|e| e.metadata().is_ok_and(|m| m.is_file() && m.ino() == ino)).map(|e| e.path())
+    let path = entries.flatten().find(|e| e.metadata().is_ok_and(|m| m.is_file() && m.ino() == ino))?.path();
+    Some((path.clone(), File::open(path).ok()?))
 }
 
 /// simplelog keeps the file it is given; SIGHUP swaps what that descriptor refers to.

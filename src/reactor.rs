@@ -125,7 +125,7 @@ impl Reactor {
         for signal in self.signals.pending() {
             if signal != SIGHUP {
                 self.running = false;
-            } else if let Err(e) = self.journal.reopen(&self.state) {
+            } else if let Err(e) = self.journal.reopen(&mut self.state) {
                 error!("SIGHUP: {e}");
             }
         }
@@ -227,12 +227,18 @@ impl Reactor {
             }
             Ok(Request::History(peer, n)) => self.history(peer, n),
             Ok(Request::Send(peer, port, text)) => self.queue(peer, port, text),
-            Ok(Request::Update(peer)) => match self.state.oldest_unread(&peer) {
+            Ok(Request::Update(peer)) => match self.state.oldest_unread(&peer).map(|at| self.journal.read(at)) {
                 None => json!({"cmd": "END", "id": peer, "msg": ""}),
-                Some(item) => {
-                    let mut reply = json!({"cmd": "UPDATE", "id": peer, "msg": item.text, "date": clock::hhmm(item.t)});
-                    if let Some(error) = &item.error {
-                        reply["error"] = json!(error);
+                Some(Err(e)) => self.failure(e),
+                Some(Ok(Record { t, ev, .. })) => {
+                    let mut reply = json!({"cmd": "UPDATE", "id": peer, "date": clock::hhmm(t)});
+                    match ev {
+                        Event::Failed { why, msg, .. } => {
+                            reply["msg"] = json!(format!("[not delivered: {why}] {msg}"));
+                            reply["error"] = json!(why);
+                        }
+                        Event::Recv { msg, .. } => reply["msg"] = json!(msg),
+                        _ => return (self.failure("the messages log does not match the state".into()), None),
                     }
                     return (reply, Some(peer));
                 }
@@ -247,22 +253,23 @@ impl Reactor {
         warn!("refused: {why}");
         let reply = protocol::refusal(&why);
         if let Some(peer) = peer.filter(|p| self.admit(p, false).is_ok()) {
-            self.record(Event::Failed { peer, mid: String::new(), why }).unwrap_or_else(|e| error!("{e}"));
+            self.record(Event::Failed { peer, mid: String::new(), why, msg: String::new() })
+                .unwrap_or_else(|e| error!("{e}"));
         }
         reply
     }
 
-    /// The messages log cannot be written: say so, and acknowledge nothing.
+    /// The messages log cannot be used: say so, and acknowledge nothing.
     fn failure(&self, e: String) -> Value {
         error!("{e}");
-        protocol::refusal("cannot store messages now, try later")
+        protocol::refusal("cannot use the messages log now, try later")
     }
 
     /// Appends to the messages log, then applies: nothing counts before it is logged.
     fn record(&mut self, ev: Event) -> Result<(), String> {
-        let rec = Record { t: clock::now(), ev };
-        self.journal.append(&rec)?;
-        self.state.apply(rec.t, rec.ev);
+        let rec = Record { t: clock::now(), ev, carried: false };
+        let at = self.journal.append(&rec)?;
+        self.state.apply(at, rec.t, rec.ev);
         Ok(())
     }
 
@@ -329,7 +336,9 @@ impl Reactor {
             Outcome::Unconfirmed => Event::Unconfirmed { peer: peer.clone(), mid },
             Outcome::GaveUp(why) => {
                 warn!("to {peer}: gave up: {why}");
-                Event::Failed { peer: peer.clone(), mid, why }
+                let queued = self.state.outbox().get(&peer).and_then(|q| q.iter().find(|o| o.mid == mid));
+                let msg = queued.map(|o| o.text.clone()).unwrap_or_default();
+                Event::Failed { peer: peer.clone(), mid, why, msg }
             }
         };
         self.busy.remove(&peer);

@@ -1,23 +1,31 @@
 //! The daemon's state: unread messages per peer and messages waiting for delivery. It
 //! changes only by `apply`ing an event that is already in the messages log, so replaying
-//! the log (from a checkpoint) rebuilds exactly the state the daemon had.
+//! the log (from a checkpoint) rebuilds exactly the state the daemon had. An unread
+//! message is kept as the offset of its line in the log: 8 bytes, not its text.
 
 use crate::onion::OnionId;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet, VecDeque};
 
-/// One line of the messages log: when (UNIX seconds), and what happened.
+/// One line of the messages log: when (UNIX seconds), and what happened. `carried`
+/// marks the copies a new log file starts with after a rotation (see `Journal::reopen`).
 #[derive(Serialize, Deserialize)]
 pub struct Record {
     pub t: u64,
     #[serde(flatten)]
     pub ev: Event,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub carried: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 /// recv: a peer's message, now unread. read: the client was shown the oldest unread
 /// item of that peer. queued: the client's message, waiting for delivery. unconfirmed:
 /// written in full to a peer that never acknowledges (a 2017 daemon). failed: not
-/// delivered (given up, or refused at once), and a notice goes to the unread queue.
+/// delivered (given up, or refused at once); the record is itself an unread notice.
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "ev", rename_all = "lowercase")]
 pub enum Event {
@@ -26,15 +34,7 @@ pub enum Event {
     Queued { peer: OnionId, mid: String, port: u16, msg: String },
     Delivered { peer: OnionId, mid: String },
     Unconfirmed { peer: OnionId, mid: String },
-    Failed { peer: OnionId, mid: String, why: String },
-}
-
-/// An unread message; with `error`, a notice that a message of ours was not delivered.
-#[derive(Serialize, Deserialize)]
-pub struct Item {
-    pub t: u64,
-    pub text: Box<str>,
-    pub error: Option<Box<str>>,
+    Failed { peer: OnionId, mid: String, why: String, msg: String },
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -47,7 +47,8 @@ pub struct Outgoing {
 
 #[derive(Serialize, Deserialize, Default)]
 pub struct State {
-    unread: HashMap<OnionId, VecDeque<Item>>,
+    /// Offsets in the messages log of unread `recv` and `failed` records, oldest first.
+    unread: HashMap<OnionId, VecDeque<u64>>,
     /// Peers with unread items, in the order of their first unread arrival (GET_PEERS).
     order: Vec<OnionId>,
     outbox: HashMap<OnionId, VecDeque<Outgoing>>,
@@ -62,16 +63,17 @@ pub struct State {
 const MID_MEMORY: u64 = 20 * 60;
 
 impl State {
-    pub fn apply(&mut self, t: u64, ev: Event) {
+    /// `at`: where the record stands in the messages log.
+    pub fn apply(&mut self, at: u64, t: u64, ev: Event) {
         match ev {
-            Event::Recv { peer, msg, mid } => {
+            Event::Recv { peer, mid, .. } => {
                 if let Some(mid) = mid {
                     if self.mids.len() % 4096 == 4095 {
-                        self.mids.retain(|_, at| *at + MID_MEMORY > t);
+                        self.mids.retain(|_, seen| *seen + MID_MEMORY > t);
                     }
                     self.mids.insert(mid, t);
                 }
-                self.push_unread(peer, Item { t, text: msg.into(), error: None });
+                self.push_unread(peer, at);
             }
             Event::Read { peer } => {
                 if self.unread.get_mut(&peer).is_some_and(|q| q.pop_front().is_some() && q.is_empty()) {
@@ -86,30 +88,29 @@ impl State {
                 self.take_outgoing(&peer, &mid);
                 self.ackers.insert(peer);
             }
-            Event::Unconfirmed { peer, mid } => _ = self.take_outgoing(&peer, &mid),
-            Event::Failed { peer, mid, why } => {
-                let text = self.take_outgoing(&peer, &mid).map(|o| o.text).unwrap_or_default();
-                let text = format!("[not delivered: {why}] {text}").into();
-                self.push_unread(peer, Item { t, text, error: Some(why.into()) });
+            Event::Unconfirmed { peer, mid } => self.take_outgoing(&peer, &mid),
+            Event::Failed { peer, mid, .. } => {
+                self.take_outgoing(&peer, &mid);
+                self.push_unread(peer, at);
             }
         }
     }
 
-    fn push_unread(&mut self, peer: OnionId, item: Item) {
+    fn push_unread(&mut self, peer: OnionId, at: u64) {
         let queue = self.unread.entry(peer.clone()).or_default();
         if queue.is_empty() {
             self.order.push(peer);
         }
-        queue.push_back(item);
+        queue.push_back(at);
     }
 
-    fn take_outgoing(&mut self, peer: &OnionId, mid: &str) -> Option<Outgoing> {
-        let queue = self.outbox.get_mut(peer)?;
-        let taken = queue.remove(queue.iter().position(|o| o.mid == mid)?);
-        if queue.is_empty() {
-            self.outbox.remove(peer);
+    fn take_outgoing(&mut self, peer: &OnionId, mid: &str) {
+        if let Some(queue) = self.outbox.get_mut(peer) {
+            queue.retain(|o| o.mid != mid);
+            if queue.is_empty() {
+                self.outbox.remove(peer);
+            }
         }
-        taken
     }
 
     /// PROTOCOL 2.4: room for one more message from `peer` (or, `outgoing`, to it)?
@@ -126,11 +127,22 @@ impl State {
     }
 
     pub fn accepted(&self, mid: &str, now: u64) -> bool {
-        self.mids.get(mid).is_some_and(|at| at + MID_MEMORY > now)
+        self.mids.get(mid).is_some_and(|seen| seen + MID_MEMORY > now)
     }
 
-    pub fn oldest_unread(&self, peer: &OnionId) -> Option<&Item> {
-        self.unread.get(peer)?.front()
+    pub fn oldest_unread(&self, peer: &OnionId) -> Option<u64> {
+        self.unread.get(peer)?.front().copied()
+    }
+
+    /// Moves every unread item, peers in GET_PEERS order and each oldest first, to where
+    /// `to` copied its record.
+    pub fn relocate(&mut self, mut to: impl FnMut(u64) -> Result<u64, String>) -> Result<(), String> {
+        for peer in &self.order {
+            for at in self.unread.get_mut(peer).into_iter().flatten() {
+                *at = to(*at)?;
+            }
+        }
+        Ok(())
     }
 
     pub fn peers(&self) -> &[OnionId] {

@@ -40,6 +40,7 @@ fn a_missing_or_invalid_hostname_file_is_a_clear_error() {
     let (status, _, err) = run(&args(&hostname).each_ref().map(String::as_str));
     assert_eq!(status, 1);
     assert!(err.contains("not an onion id"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -115,23 +116,30 @@ fn a_last_line_cut_by_a_crash_does_not_stop_the_next_start() {
 fn start_up_replays_only_what_follows_the_checkpoint() {
     let mut d = Daemon::start("checkpoint", &[]);
     let peer = onion_id();
-    recv_from(d.peer, &peer, "checkpointed");
+    recv_from(d.peer, &peer, "read before the checkpoint");
+    recv_from(d.peer, &peer, "unread at the checkpoint");
+    assert_eq!(update(d.client, &peer)["msg"], "read before the checkpoint");
     tell(d.client, "EXIT", "localhost", 8000, "");
     assert_eq!(d.wait_exit(), 0);
-    // Garbage before the checkpointed length is never read again: proof that start-up
-    // does not re-scan the whole log. (Same length, so the checkpoint stays valid.)
+    // Damage the 'read' record, keeping the length so that the checkpoint stays valid: a
+    // start that re-scanned the log would skip it and show that message again.
     let log = d.dir.join("logs/messages.log");
     let text = std::fs::read_to_string(&log).unwrap();
-    std::fs::write(&log, text.replace("checkpointed", "XXXXXXXXXXXX")).unwrap();
+    let damaged = text.lines().map(|l| if l.contains("\"read\"") { l.replace("{\"t\"", "{XXX") } else { l.into() });
+    std::fs::write(&log, damaged.map(|l| l + "\n").collect::<String>()).unwrap();
     d.restart();
-    recv_from(d.peer, &peer, "replayed");
+    recv_from(d.peer, &peer, "after the checkpoint");
     d.crash_and_restart();
-    assert_eq!(drain(d.client, &peer), ["checkpointed", "replayed"]);
-    // Without its checkpoint, the state is rebuilt from the whole log.
+    assert_eq!(drain(d.client, &peer), ["unread at the checkpoint", "after the checkpoint"]);
+    assert!(!d.errors_log().contains("damaged"));
+    // Without its checkpoint, the state is rebuilt from the whole log: the damaged
+    // lines are skipped, and said so.
     d.kill();
     std::fs::remove_file(d.dir.join("logs/state.json")).unwrap();
     d.restart();
-    assert_eq!(ask(d.client, "GET_PEERS", "localhost", "")["msg"], "");
+    assert!(d.errors_log().contains("skipped 1 damaged lines"), "{}", d.errors_log());
+    // Reads take the oldest: with one skipped, one message is unread again.
+    assert_eq!(drain(d.client, &peer).len(), 1);
 }
 
 #[test]
@@ -161,7 +169,12 @@ fn sighup_reopens_both_logs_for_logrotate() {
     ask(d.client, "AGAIN", "localhost", "");
     let old = std::fs::read_to_string(logs.join("messages.log.1")).unwrap();
     assert!(old.contains("before rotation") && !old.contains("after rotation"));
-    assert!(d.messages_log().contains("after rotation") && !d.messages_log().contains("before rotation"));
+    // The new log starts with a copy of what is still unread, so the old one can go.
+    let new = d.messages_log();
+    let carried: Vec<&str> = new.lines().filter(|l| l.contains("\"carried\":true")).collect();
+    assert!(carried.len() == 1 && carried[0].contains("before rotation"), "{new}");
+    assert!(new.contains("after rotation"));
+    std::fs::remove_file(logs.join("messages.log.1")).unwrap();
     assert!(d.errors_log().contains("AGAIN") && !d.errors_log().contains("NOPE"));
     assert_eq!(drain(d.client, &peer), ["before rotation", "after rotation"]);
 }

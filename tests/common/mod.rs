@@ -122,6 +122,10 @@ impl Drop for Daemon {
         if self.child.is_some() || alive(self.pid) {
             self.kill();
         }
+        // A failed test leaves its folder (logs, stderr.txt) to look at.
+        if !thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

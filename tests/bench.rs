@@ -1,0 +1,165 @@
+//! Benchmarks, not tests: they print figures and assert nothing about time.
+//! Run: cargo test --release --test bench -- --ignored --nocapture --test-threads 1
+
+mod common;
+use common::*;
+use std::io::{BufWriter, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// UPDATE round trips, each a new connection as the 2017 client makes them.
+fn update_load(port: u16, peer: &str, clients: usize, secs: u64) -> (f64, Duration, Duration) {
+    let request = py_json("UPDATE", "localhost", 8000, peer);
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let request = request.clone();
+            std::thread::spawn(move || {
+                let (end, mut lat) = (Instant::now() + Duration::from_secs(secs), Vec::new());
+                while Instant::now() < end {
+                    let start = Instant::now();
+                    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                    s.write_all(request.as_bytes()).unwrap();
+                    let _ = s.read(&mut [0u8; 5000]).unwrap();
+                    lat.push(start.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut lat: Vec<Duration> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    lat.sort();
+    (lat.len() as f64 / secs as f64, lat[lat.len() / 2], lat[lat.len() * 99 / 100])
+}
+
+#[test]
+#[ignore]
+fn update_throughput_and_latency() {
+    let d = Daemon::start("bench-update", &[]);
+    let peer = onion_id();
+    for clients in [1, 16] {
+        let (rps, p50, p99) = update_load(d.client, &peer, clients, 3);
+        println!("UPDATE, empty queue, {clients:2} clients: {rps:8.0} req/s, p50 {p50:?}, p99 {p99:?}");
+    }
+}
+
+/// 100,000 unread 100-byte messages from 1,000 peers, through the peer port.
+fn fill(d: &Daemon, peers: &[String], per_peer: usize) {
+    let text = "m".repeat(100);
+    for i in 0..per_peer {
+        for peer in peers {
+            let body = format!("{{\"cmd\":\"RECV\",\"id\":\"{peer}\",\"msg\":\"{text}\",\"portno\":80}}");
+            let mut s = TcpStream::connect(("127.0.0.1", d.peer)).unwrap();
+            s.write_all(body.as_bytes()).unwrap();
+            let _ = s.read(&mut [0u8; 256]);
+        }
+        if i % 20 == 19 {
+            eprint!(".");
+        }
+    }
+}
+
+#[test]
+#[ignore]
+fn memory_idle_and_with_100k_unread() {
+    let d = Daemon::start("bench-memory", &[]);
+    println!("RSS at idle: {} KiB", rss_kib(d.pid));
+    let peers: Vec<String> = (0..1000).map(|_| onion_id()).collect();
+    let start = Instant::now();
+    fill(&d, &peers, 100);
+    println!("\n100,000 RECV in {:?} ({:.0}/s)", start.elapsed(), 100_000.0 / start.elapsed().as_secs_f64());
+    println!("RSS with 100,000 unread from 1,000 peers: {} KiB", rss_kib(d.pid));
+    let (rps, p50, p99) = update_load(d.client, &peers[0], 1, 1);
+    println!("UPDATE with unread, 1 client: {rps:.0} req/s, p50 {p50:?}, p99 {p99:?}");
+}
+
+/// A messages log of about `bytes`, ending with 100,000 unread from 1,000 peers.
+fn big_log(path: &std::path::Path, bytes: u64, peers: &[String]) {
+    let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
+    let text = "h".repeat(100);
+    let (mut written, mut i) = (0u64, 0usize);
+    while written < bytes {
+        let peer = &peers[i % peers.len()];
+        let line = format!("2026-11-25T00:00:00Z {{\"t\":1795000000,\"ev\":\"recv\",\"peer\":\"{peer}\",\"msg\":\"{text}\",\"mid\":null}}\n2026-11-25T00:00:00Z {{\"t\":1795000000,\"ev\":\"read\",\"peer\":\"{peer}\"}}\n");
+        out.write_all(line.as_bytes()).unwrap();
+        written += line.len() as u64;
+        i += 1;
+    }
+    for i in 0..100_000 {
+        let peer = &peers[i % peers.len()];
+        let line = format!("2026-11-25T00:00:00Z {{\"t\":1795000000,\"ev\":\"recv\",\"peer\":\"{peer}\",\"msg\":\"{text}\",\"mid\":null}}\n");
+        out.write_all(line.as_bytes()).unwrap();
+    }
+}
+
+fn time_to_serve(d: &mut Daemon) -> Duration {
+    d.kill();
+    let start = Instant::now();
+    d.restart();
+    let host = ask(d.client, "HOST", "localhost", "");
+    assert_eq!(host["cmd"], "HOST");
+    start.elapsed()
+}
+
+#[test]
+#[ignore]
+fn start_up_with_a_1_gb_log() {
+    let mut d = Daemon::start("bench-start", &[]);
+    let peers: Vec<String> = (0..1000).map(|_| onion_id()).collect();
+    d.kill();
+    let log = d.dir.join("logs/messages.log");
+    big_log(&log, 1 << 30, &peers);
+    let _ = std::fs::remove_file(d.dir.join("logs/state.json"));
+    println!("log: {} MiB", std::fs::metadata(&log).unwrap().len() >> 20);
+    println!("first start, no checkpoint (whole log replayed): {:?}", time_to_serve(&mut d));
+    println!("restart after kill -9, from the checkpoint: {:?}", time_to_serve(&mut d));
+    println!("RSS with 100,000 unread: {} KiB", rss_kib(d.pid));
+    assert_eq!(ask(d.client, "GET_PEERS", "localhost", "")["cut"].as_u64().unwrap() + 63, 1000);
+    let start = Instant::now();
+    let history = ask(d.client, "HISTORY", &peers[7], "50");
+    println!(
+        "HISTORY 50 at the end of the 1 GB log: {:?} ({} lines)",
+        start.elapsed(),
+        history["lines"].as_array().unwrap().len()
+    );
+}
+
+#[test]
+#[ignore]
+fn delivery_to_10_peers_with_and_without_a_hung_one() {
+    let proxy = Proxy::start();
+    let socks = proxy.arg();
+    let sender = Daemon::start("bench-sender", &["--socks", &socks, "--max-unread", "5000"]);
+    let peers: Vec<Daemon> =
+        (0..10).map(|i| Daemon::start(&format!("bench-peer{i}"), &["--max-unread", "5000"])).collect();
+    peers.iter().for_each(|p| proxy.route(&p.id, Route::To(p.peer)));
+    let hung = onion_id();
+    proxy.route(&hung, Route::Hang);
+    for round in ["10 peers", "10 peers + 1 hung"] {
+        if round.contains("hung") {
+            (0..50).for_each(|i| send(sender.client, &hung, &format!("void {i}")));
+        }
+        let start = Instant::now();
+        for i in 0..200 {
+            peers.iter().for_each(|p| send(sender.client, &p.id, &format!("{round} {i}")));
+        }
+        for p in &peers {
+            receive_all(p, &sender.id, 200);
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!("{round}: 2,000 messages delivered in {secs:.2} s: {:.0} messages/s", 2000.0 / secs);
+    }
+}
+
+fn receive_all(d: &Daemon, peer: &str, n: usize) {
+    let mut got = 0;
+    wait_for("messages", 120, || {
+        got += drain(d.client, peer).len();
+        got >= n
+    });
+}
