@@ -304,6 +304,8 @@ impl Proxy {
 }
 
 fn serve_socks(mut c: TcpStream, routes: &Mutex<HashMap<String, Route>>, connects: &Mutex<HashMap<String, usize>>) {
+    // Its replies are small writes in a row: without this, Nagle meets delayed ACKs.
+    let _ = c.set_nodelay(true);
     let mut head = [0u8; 2];
     if c.read_exact(&mut head).is_err() {
         return;
