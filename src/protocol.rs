@@ -1,5 +1,6 @@
-//! The wire (PROTOCOL.md): one JSON object per TCP connection, turned at the edge into a
-//! typed `Request`; the replies, each one JSON object of at most 4096 bytes.
+//! The wire (PROTOCOL.md): one JSON object per TCP connection, parsed at the edge into a
+//! typed `Request` (serde checks each key's type, and an `OnionId` cannot hold an invalid
+//! address); the replies, each one JSON object of at most 4096 bytes.
 
 use crate::onion::OnionId;
 use serde::Deserialize;
@@ -10,25 +11,39 @@ pub const MAX_REPLY: usize = 4096;
 /// The largest `--max-text` whose UPDATE reply still fits in MAX_REPLY.
 pub const MAX_TEXT_LIMIT: usize = 3500;
 
-/// Every key is optional and unknown keys are ignored (PROTOCOL 1.2); a key of the
-/// wrong type is refused, where the 2017 daemon crashed.
+/// The client port's commands. Keys are named as on the wire; unknown ones are ignored.
 #[derive(Deserialize)]
-struct Wire {
-    cmd: Option<String>,
-    id: Option<String>,
-    portno: Option<u64>,
-    msg: Option<String>,
-    mid: Option<String>,
-}
-
+#[serde(tag = "cmd", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Request {
     Host,
     GetPeers,
     Exit,
-    Update(OnionId),
-    History(OnionId, usize),
-    Send(OnionId, u16, String),
-    Recv { from: OnionId, text: String, mid: Option<String> },
+    Update {
+        msg: OnionId,
+    },
+    History {
+        id: OnionId,
+        #[serde(rename = "msg", deserialize_with = "lines")]
+        n: usize,
+    },
+    Send {
+        id: OnionId,
+        portno: u16,
+        msg: String,
+    },
+    #[serde(skip)]
+    Recv {
+        id: OnionId,
+        msg: String,
+        mid: Option<String>,
+    },
+}
+
+/// The peer port's only command (PROTOCOL 2.1): anything else is an unknown variant.
+#[derive(Deserialize)]
+#[serde(tag = "cmd", rename_all = "SCREAMING_SNAKE_CASE")]
+enum PeerRequest {
+    Recv { id: OnionId, msg: String, mid: Option<String> },
 }
 
 /// Why a request was refused, and the peer it concerned when that much was valid: a
@@ -45,73 +60,57 @@ impl From<String> for Refused {
     }
 }
 
+/// Where a refused SEND was going, if that much was valid.
+#[derive(Deserialize)]
+struct Addressed {
+    cmd: String,
+    id: OnionId,
+}
+
+/// The first JSON value in `buf`, `None` while it is incomplete. Parsed straight into
+/// the typed request, so that a key given twice is refused, not silently overwritten.
+fn first<T: serde::de::DeserializeOwned>(buf: &[u8]) -> Option<Result<T, serde_json::Error>> {
+    serde_json::Deserializer::from_slice(buf).into_iter().next().filter(|r| !r.as_ref().is_err_and(|e| e.is_eof()))
+}
+
 /// `None` while `buf` does not hold one complete JSON value yet; bytes after the first
-/// value are ignored (PROTOCOL 1.1). The peer port takes RECV only, and only it does
-/// (PROTOCOL 2.1).
+/// value are ignored (PROTOCOL 1.1).
 pub fn parse(buf: &[u8], max_text: usize, peer_port: bool) -> Option<Result<Request, Refused>> {
-    match serde_json::Deserializer::from_slice(buf).into_iter::<Wire>().next()? {
-        Err(e) if e.is_eof() => None,
-        Err(e) => Some(Err(format!("bad request: {e}").into())),
-        Ok(wire) => Some(wire.into_request(max_text, peer_port)),
+    // serde would also take ["EXIT"] for {"cmd": "EXIT"}; the protocol is objects only.
+    if buf.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|&b| b != b'{') {
+        return Some(Err("bad request: expected a JSON object".to_string().into()));
     }
+    let request = match peer_port {
+        true => first(buf)?.map(|PeerRequest::Recv { id, msg, mid }| Request::Recv { id, msg, mid }),
+        false => first(buf)?,
+    };
+    let checked = request.map_err(|e| format!("bad request: {e}")).and_then(|r| check(r, max_text));
+    let send_to = || first::<Addressed>(buf)?.ok().filter(|a| !peer_port && a.cmd == "SEND").map(|a| a.id);
+    Some(checked.map_err(|why| Refused { why, peer: send_to() }))
 }
 
-fn required<'a>(value: &'a Option<String>, key: &str) -> Result<&'a str, String> {
-    value.as_deref().ok_or_else(|| format!("missing key \"{key}\""))
+/// HISTORY's count comes as a decimal string.
+fn lines<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let text = String::deserialize(d)?;
+    text.trim().parse().map_err(|_| serde::de::Error::custom(format!("expected a number of lines, not {text:?}")))
 }
 
-fn onion(value: &Option<String>, key: &str) -> Result<OnionId, String> {
-    OnionId::parse(required(value, key)?).map_err(|e| format!("\"{key}\": {e}"))
-}
-
-/// A text is measured as it stands in a reply: JSON-escaped UTF-8.
-fn text(value: &Option<String>, max_text: usize) -> Result<String, String> {
-    let text = required(value, "msg")?;
+/// What types cannot say: a text is measured as it stands in a reply, JSON-escaped.
+fn check(request: Request, max_text: usize) -> Result<Request, String> {
+    let (text, mid) = match &request {
+        Request::Send { portno: 0, .. } => return Err("\"portno\": expected the peer's port, 1 to 65535".into()),
+        Request::Send { msg, .. } => (msg, None),
+        Request::Recv { msg, mid, .. } => (msg, mid.as_deref()),
+        _ => return Ok(request),
+    };
     match serde_json::to_string(text).map_or(usize::MAX, |s| s.len() - 2) {
         0 => Err("empty message".into()),
         n if n > max_text => Err(format!("message too long: {n} bytes, at most {max_text}")),
-        _ => Ok(text.into()),
-    }
-}
-
-impl Wire {
-    fn into_request(self, max_text: usize, peer_port: bool) -> Result<Request, Refused> {
-        let cmd = required(&self.cmd, "cmd")?;
-        if (cmd == "RECV") != peer_port {
-            let why = if peer_port { "this port takes RECV only" } else { "RECV belongs on the peer port" };
-            return Err(why.to_string().into());
+        _ if mid.is_some_and(|m| m.len() != 32 || !m.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))) => {
+            Err("\"mid\": expected 32 hex digits".into())
         }
-        Ok(match cmd {
-            "HOST" => Request::Host,
-            "GET_PEERS" => Request::GetPeers,
-            "EXIT" => Request::Exit,
-            "UPDATE" => Request::Update(onion(&self.msg, "msg")?),
-            "HISTORY" => {
-                let n = required(&self.msg, "msg")?.trim().parse();
-                Request::History(onion(&self.id, "id")?, n.map_err(|_| "\"msg\": expected a number".to_string())?)
-            }
-            "SEND" => {
-                let peer = onion(&self.id, "id")?;
-                let port = match self.portno {
-                    Some(port @ 1..=65535) => Ok(port as u16),
-                    _ => Err("\"portno\": expected the peer's port, 1 to 65535".to_string()),
-                };
-                match text(&self.msg, max_text).and_then(|text| Ok(Request::Send(peer.clone(), port?, text))) {
-                    Err(why) => return Err(Refused { why, peer: Some(peer) }),
-                    Ok(send) => send,
-                }
-            }
-            "RECV" => match self.mid {
-                Some(mid) if !is_mid(&mid) => return Err("\"mid\": expected 32 hex digits".to_string().into()),
-                mid => Request::Recv { from: onion(&self.id, "id")?, text: text(&self.msg, max_text)?, mid },
-            },
-            other => return Err(format!("unknown cmd {:?}", other.chars().take(20).collect::<String>()).into()),
-        })
+        _ => Ok(request),
     }
-}
-
-fn is_mid(mid: &str) -> bool {
-    mid.len() == 32 && mid.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// A fresh message id (PROTOCOL 2.3): 16 random bytes from the kernel, in hex.

@@ -218,31 +218,33 @@ impl Reactor {
         let me = &self.me;
         let reply = match request {
             Err(refused) => self.refuse(refused),
-            Ok(Request::Recv { from, text, mid }) => self.receive(from, text, mid),
+            Ok(Request::Recv { id, msg, mid }) => self.receive(id, msg, mid),
             Ok(Request::Host) => json!({"cmd": "HOST", "id": me, "msg": me.short()}),
             Ok(Request::GetPeers) => self.peer_list(),
             Ok(Request::Exit) => {
                 self.running = false;
                 json!({"cmd": "EXIT", "msg": ""})
             }
-            Ok(Request::History(peer, n)) => self.history(peer, n),
-            Ok(Request::Send(peer, port, text)) => self.queue(peer, port, text),
-            Ok(Request::Update(peer)) => match self.state.oldest_unread(&peer).map(|at| self.journal.read(at)) {
-                None => json!({"cmd": "END", "id": peer, "msg": ""}),
-                Some(Err(e)) => self.failure(e),
-                Some(Ok(Record { t, ev, .. })) => {
-                    let mut reply = json!({"cmd": "UPDATE", "id": peer, "date": clock::hhmm(t)});
-                    match ev {
-                        Event::Failed { why, msg, .. } => {
-                            reply["msg"] = json!(format!("[not delivered: {why}] {msg}"));
-                            reply["error"] = json!(why);
+            Ok(Request::History { id, n }) => self.history(id, n),
+            Ok(Request::Send { id, portno, msg }) => self.queue(id, portno, msg),
+            Ok(Request::Update { msg: peer }) => {
+                match self.state.oldest_unread(&peer).map(|at| self.journal.read(at)) {
+                    None => json!({"cmd": "END", "id": peer, "msg": ""}),
+                    Some(Err(e)) => self.failure(e),
+                    Some(Ok(Record { t, ev, .. })) => {
+                        let mut reply = json!({"cmd": "UPDATE", "id": peer, "date": clock::hhmm(t)});
+                        match ev {
+                            Event::Failed { why, msg, .. } => {
+                                reply["msg"] = json!(format!("[not delivered: {why}] {msg}"));
+                                reply["error"] = json!(why);
+                            }
+                            Event::Recv { msg, .. } => reply["msg"] = json!(msg),
+                            _ => return (self.failure("the messages log does not match the state".into()), None),
                         }
-                        Event::Recv { msg, .. } => reply["msg"] = json!(msg),
-                        _ => return (self.failure("the messages log does not match the state".into()), None),
+                        return (reply, Some(peer));
                     }
-                    return (reply, Some(peer));
                 }
-            },
+            }
         };
         (reply, None)
     }

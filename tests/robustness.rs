@@ -19,18 +19,21 @@ fn malformed_requests_are_refused_with_a_reason() {
     let d = Daemon::start("malformed", &[]);
     let id = onion_id();
     let cases: &[(&[u8], &str)] = &[
-        (b"{}", "missing key \"cmd\""),
+        (b"{}", "missing field `cmd`"),
         (b"not json", "bad request"),
-        (b"[1, 2]", "bad request"),
-        (b"{\"cmd\": \"UPDATE\"}", "missing key \"msg\""),
-        (b"{\"cmd\": \"UPDATE\", \"msg\": null}", "missing key \"msg\""),
+        (b"[1, 2]", "expected a JSON object"),
+        (b"[\"EXIT\"]", "expected a JSON object"),
+        (b"  \"EXIT\"", "expected a JSON object"),
+        (b"{\"cmd\": \"UPDATE\"}", "missing field `msg`"),
+        (b"{\"cmd\": \"UPDATE\", \"msg\": null}", "invalid type: null"),
         (b"{\"cmd\": \"UPDATE\", \"msg\": 5}", "invalid type"),
         (b"{\"cmd\": \"SEND\", \"id\": 5, \"msg\": \"x\", \"portno\": 80}", "invalid type"),
-        (b"{\"cmd\": \"HOST\", \"portno\": \"x\"}", "invalid type"),
-        (b"{\"cmd\": \"FOO\"}", "unknown cmd \"FOO\""),
-        (b"{\"cmd\": \"HISTORY\", \"msg\": \"ten\"}", "missing key \"id\""),
+        (b"{\"cmd\": \"FOO\"}", "unknown variant `FOO`"),
+        (b"{\"cmd\": 5}", "invalid type"),
+        (b"{\"cmd\": \"HISTORY\", \"msg\": \"10\"}", "missing field `id`"),
         (b"{\"cmd\": \"UPDATE\", \"msg\": \"\xff\xfe\"}", "bad request"),
         (b"{\"cmd\": \"UPDATE\", \"msg\": \"abc.onion\"}", "not an onion id"),
+        (b"{\"cmd\": \"HOST\", \"cmd\": \"EXIT\"}", "duplicate field `cmd`"),
     ];
     for (bytes, why) in cases {
         let error = error_of(d.client, bytes);
@@ -38,13 +41,18 @@ fn malformed_requests_are_refused_with_a_reason() {
     }
     let send = |portno: &str| format!("{{\"cmd\": \"SEND\", \"id\": \"{id}\", \"msg\": \"x\", \"portno\": {portno}}}");
     assert!(error_of(d.client, send("0").as_bytes()).contains("portno"));
-    assert!(error_of(d.client, send("70000").as_bytes()).contains("portno"));
+    assert!(error_of(d.client, send("70000").as_bytes()).contains("u16"));
+    assert!(error_of(d.client, send("\"x\"").as_bytes()).contains("invalid type: string \"x\", expected u16"));
+    let history = format!("{{\"cmd\": \"HISTORY\", \"id\": \"{id}\", \"msg\": \"ten\"}}");
+    assert!(error_of(d.client, history.as_bytes()).contains("expected a number of lines"));
     // A refused SEND is also reported where the 2017 client looks: the peer's queue.
-    let notice = update(d.client, &id);
-    assert!(notice["msg"].as_str().unwrap().starts_with("[not delivered: \"portno\""), "{notice}");
-    assert!(notice["error"].is_string());
+    for expected in ["\"portno\": expected", "invalid value: integer `70000`", "invalid type: string"] {
+        let notice = update(d.client, &id);
+        assert!(notice["msg"].as_str().unwrap().contains(expected), "{notice}");
+        assert!(notice["error"].is_string());
+    }
     assert_eq!(ask(d.client, "HOST", "localhost", "")["cmd"], "HOST");
-    assert!(d.errors_log().contains("unknown cmd"), "refusals are in the errors log");
+    assert!(d.errors_log().contains("unknown variant `FOO`"), "refusals are in the errors log");
 }
 
 #[test]
