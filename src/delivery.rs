@@ -22,13 +22,6 @@ const REASONS: &str = "general SOCKS server failure|connection not allowed by ru
     onion service rendezvous failed|onion service client authorization missing|\
     onion service client authorization wrong|invalid onion address|onion service introduction timed out";
 
-pub struct Job {
-    pub peer: OnionId,
-    pub next: Outgoing,
-    /// The peer has acknowledged before, so its silence is a lost acknowledgement.
-    pub acker: bool,
-}
-
 pub enum Outcome {
     Delivered,
     /// Written in full, then EOF or silence from a peer that never acknowledges (2017).
@@ -53,10 +46,11 @@ pub struct Courier {
 }
 
 impl Courier {
-    pub fn send(&self, job: Job) -> io::Result<()> {
+    /// `acker`: the peer has acknowledged before, so its silence is a lost acknowledgement.
+    pub fn send(&self, to: OnionId, next: Outgoing, acker: bool) -> io::Result<()> {
         let (me, proxy, give_up) = (self.me.clone(), self.proxy, self.give_up.as_secs());
         let (reports, waker) = (self.reports.clone(), self.waker.clone());
-        let (peer, mid) = (job.peer.clone(), job.next.mid.clone());
+        let (peer, mid) = (to.clone(), next.mid.clone());
         let report = move |outcome| {
             // Both fail only once the reactor is gone, and then nobody is left to tell.
             let _ = reports.send(Report { peer: peer.clone(), mid: mid.clone(), outcome });
@@ -64,15 +58,14 @@ impl Courier {
         };
         let mut backoff = Duration::from_secs(1);
         thread::Builder::new().name("delivery".into()).spawn(move || loop {
-            let request = json!({"cmd": "RECV", "id": me, "msg": job.next.text, "portno": job.next.port,
-                "mid": job.next.mid});
-            let why = match attempt(proxy, &job, request.to_string().as_bytes()) {
+            let request = json!({"cmd": "RECV", "id": me, "msg": next.text, "portno": next.port, "mid": next.mid});
+            let why = match attempt(proxy, &to, &next, request.to_string().as_bytes()) {
                 Ok(true) => return report(Outcome::Delivered),
-                Ok(false) if !job.acker => return report(Outcome::Unconfirmed),
+                Ok(false) if !acker => return report(Outcome::Unconfirmed),
                 Ok(false) => "no acknowledgement".to_string(),
                 Err(why) => why,
             };
-            if clock::now().saturating_sub(job.next.t) >= give_up {
+            if clock::now().saturating_sub(next.t) >= give_up {
                 return report(Outcome::GaveUp(why));
             }
             report(Outcome::Retrying(format!("{why}; next try in {}s", backoff.as_secs())));
@@ -85,8 +78,8 @@ impl Courier {
 
 /// Ok(true): acknowledged; Ok(false): written in full but not acknowledged; Err: not
 /// delivered, with the reason.
-fn attempt(proxy: SocketAddr, job: &Job, request: &[u8]) -> Result<bool, String> {
-    let mut stream = socks_connect(proxy, job.peer.as_str(), job.next.port)?;
+fn attempt(proxy: SocketAddr, to: &OnionId, next: &Outgoing, request: &[u8]) -> Result<bool, String> {
+    let mut stream = socks_connect(proxy, to.as_str(), next.port)?;
     // No shutdown(SHUT_WR) after it: Tor would end the whole stream (TORNET.md).
     stream.set_write_timeout(Some(ACK)).and_then(|_| stream.write_all(request)).map_err(|e| words("sending", e))?;
     let _ = stream.set_read_timeout(Some(ACK));
@@ -101,7 +94,7 @@ fn attempt(proxy: SocketAddr, job: &Job, request: &[u8]) -> Result<bool, String>
             Some(Ok(ack)) => match ack["error"].as_str() {
                 // Bounded: it ends up in a notice, which must fit in one reply.
                 Some(why) => return Err(format!("refused by the peer: {}", why.chars().take(200).collect::<String>())),
-                None => return Ok(ack["cmd"] == "END" && ack["msg"] == job.next.mid.as_str()),
+                None => return Ok(ack["cmd"] == "END" && ack["msg"] == next.mid.as_str()),
             },
             _ => break,
         }

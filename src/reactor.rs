@@ -3,7 +3,7 @@
 //! channel and the Waker. The only timers are connection deadlines: the poll timeout is
 //! the nearest one.
 
-use crate::delivery::{Courier, Job, Outcome, Report};
+use crate::delivery::{Courier, Outcome, Report};
 use crate::protocol::{self, Refused, Request, MAX_REPLY};
 use crate::{clock, logs::Journal, onion::OnionId, store::Event, store::Record, store::State};
 use log::{error, info, warn};
@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, Read, Write};
 use std::{sync::mpsc, sync::Arc, time::Duration, time::Instant};
 
+/// Tokens 0 and 1 are the client and peer listeners; connections count up from 4.
 const WAKE: Token = Token(2);
 const SIGNALS: Token = Token(3);
 
@@ -29,19 +30,12 @@ pub struct Limits {
     pub give_up: Duration,
 }
 
-/// Which listener a connection came from; also its token and index.
-#[derive(Clone, Copy, PartialEq)]
-enum Side {
-    Client = 0,
-    Peer = 1,
-}
-
 /// A connection is Reading until one complete request is in. Its reply then goes out
 /// in a single write(2), because a reply in pieces crashes the 2017 client (PROTOCOL
 /// 1.1), and the connection is closed: dropped from the map.
 struct Conn {
     sock: TcpStream,
-    side: Side,
+    peer_port: bool,
     buf: Vec<u8>,
 }
 
@@ -50,6 +44,7 @@ pub struct Reactor {
     listeners: [TcpListener; 2],
     signals: Signals,
     conns: HashMap<Token, Conn>,
+    /// Open connections on the client port and on the peer port.
     open: [usize; 2],
     next_token: usize,
     /// In accept order. A connection gets `idle` seconds in all, which also ends one
@@ -79,12 +74,25 @@ impl Reactor {
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
-        let (tx, reports) = mpsc::channel();
-        let courier = Courier { me: me.clone(), proxy, give_up: limits.give_up, reports: tx, waker };
-        let (conns, busy, deadlines) = (HashMap::new(), HashSet::new(), VecDeque::new());
-        #[rustfmt::skip]
-        return Ok(Reactor { poll, listeners, signals, conns, open: [0, 0], next_token: 4, deadlines, busy, reports,
-            courier, me, state, journal, limits, running: true });
+        let (reports_to, reports) = mpsc::channel();
+        let courier = Courier { me: me.clone(), proxy, give_up: limits.give_up, reports: reports_to, waker };
+        Ok(Reactor {
+            poll,
+            listeners,
+            signals,
+            conns: HashMap::new(),
+            open: [0, 0],
+            next_token: 4,
+            deadlines: VecDeque::new(),
+            busy: HashSet::new(),
+            reports,
+            courier,
+            me,
+            state,
+            journal,
+            limits,
+            running: true,
+        })
     }
 
     pub fn run(mut self) -> Result<(), String> {
@@ -100,14 +108,22 @@ impl Reactor {
             }
             for event in events.iter() {
                 match event.token() {
-                    Token(0) => self.accept(Side::Client),
-                    Token(1) => self.accept(Side::Peer),
+                    Token(listener @ 0..=1) => self.accept(listener == 1),
                     WAKE => {
                         while let Ok(report) = self.reports.try_recv() {
                             self.delivered(report);
                         }
                     }
-                    SIGNALS => self.signalled(),
+                    // SIGINT and SIGTERM stop the loop; SIGHUP reopens the logs (logrotate).
+                    SIGNALS => {
+                        for signal in self.signals.pending() {
+                            if signal != SIGHUP {
+                                self.running = false;
+                            } else if let Err(e) = self.journal.reopen(&mut self.state) {
+                                error!("SIGHUP: {e}");
+                            }
+                        }
+                    }
                     token => self.readable(token),
                 }
             }
@@ -120,25 +136,14 @@ impl Reactor {
         self.journal.checkpoint(&self.state)
     }
 
-    /// SIGINT and SIGTERM stop the loop; SIGHUP reopens the log files (logrotate).
-    fn signalled(&mut self) {
-        for signal in self.signals.pending() {
-            if signal != SIGHUP {
-                self.running = false;
-            } else if let Err(e) = self.journal.reopen(&mut self.state) {
-                error!("SIGHUP: {e}");
-            }
-        }
-    }
-
-    fn accept(&mut self, side: Side) {
+    fn accept(&mut self, peer_port: bool) {
         loop {
-            let (mut sock, _) = match self.listeners[side as usize].accept() {
+            let (mut sock, _) = match self.listeners[peer_port as usize].accept() {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => return error!("accept: {e}"),
             };
-            if self.open[side as usize] >= self.limits.max_conns {
+            if self.open[peer_port as usize] >= self.limits.max_conns {
                 warn!("refused a connection: {} open on that port", self.limits.max_conns);
                 let _ = sock.write(&protocol::encode(&protocol::refusal("too many connections, try later")));
                 continue;
@@ -148,8 +153,8 @@ impl Reactor {
             match self.poll.registry().register(&mut sock, token, Interest::READABLE) {
                 Err(e) => error!("register: {e}"),
                 Ok(()) => {
-                    self.conns.insert(token, Conn { sock, side, buf: Vec::new() });
-                    self.open[side as usize] += 1;
+                    self.conns.insert(token, Conn { sock, peer_port, buf: Vec::new() });
+                    self.open[peer_port as usize] += 1;
                     self.deadlines.push_back((Instant::now() + self.limits.idle, token));
                 }
             }
@@ -158,7 +163,7 @@ impl Reactor {
 
     fn close(&mut self, token: Token) -> Option<Conn> {
         let conn = self.conns.remove(&token)?;
-        self.open[conn.side as usize] -= 1;
+        self.open[conn.peer_port as usize] -= 1;
         Some(conn)
     }
 
@@ -189,7 +194,7 @@ impl Reactor {
             break;
         }
         let too_big = conn.buf.len() > self.limits.max_buffer;
-        let request = protocol::parse(&conn.buf, self.limits.max_text, conn.side == Side::Peer);
+        let request = protocol::parse(&conn.buf, self.limits.max_text, conn.peer_port);
         if request.is_none() && !too_big && !eof {
             return;
         }
@@ -219,14 +224,28 @@ impl Reactor {
         let reply = match request {
             Err(refused) => self.refuse(refused),
             Ok(Request::Recv { id, msg, mid }) => self.receive(id, msg, mid),
+            Ok(Request::Send { id, portno, msg }) => self.queue(id, portno, msg),
             Ok(Request::Host) => json!({"cmd": "HOST", "id": me, "msg": me.short()}),
-            Ok(Request::GetPeers) => self.peer_list(),
             Ok(Request::Exit) => {
                 self.running = false;
                 json!({"cmd": "EXIT", "msg": ""})
             }
-            Ok(Request::History { id, n }) => self.history(id, n),
-            Ok(Request::Send { id, portno, msg }) => self.queue(id, portno, msg),
+            // As many as fit in one reply; `cut` counts the others.
+            Ok(Request::GetPeers) => {
+                let ids: Vec<&str> = self.state.peers().iter().map(OnionId::as_str).collect();
+                let fit = ids.len().min((MAX_REPLY - 100) / 63);
+                json!({"cmd": "GET_PEERS", "msg": ids[..fit].join(","), "cut": ids.len() - fit})
+            }
+            // The newest lines that fit in one reply; `cut` counts the older ones left out.
+            Ok(Request::History { id, n }) => {
+                let lines = self.journal.history(&id, n.min(1000));
+                let (mut cut, mut room) = (lines.len(), MAX_REPLY - 200);
+                while let Some(size) = cut.checked_sub(1).map(|i| lines[i].to_string().len() + 1).filter(|&s| s <= room)
+                {
+                    (cut, room) = (cut - 1, room - size);
+                }
+                json!({"cmd": "HISTORY", "id": id, "msg": "", "lines": lines[cut..], "cut": cut})
+            }
             Ok(Request::Update { msg: peer }) => {
                 match self.state.oldest_unread(&peer).map(|at| self.journal.read(at)) {
                     None => json!({"cmd": "END", "id": peer, "msg": ""}),
@@ -255,8 +274,8 @@ impl Reactor {
         warn!("refused: {why}");
         let reply = protocol::refusal(&why);
         if let Some(peer) = peer.filter(|p| self.admit(p, false).is_ok()) {
-            self.record(Event::Failed { peer, mid: String::new(), why, msg: String::new() })
-                .unwrap_or_else(|e| error!("{e}"));
+            let notice = Event::Failed { peer, mid: String::new(), why, msg: String::new() };
+            self.record(notice).unwrap_or_else(|e| error!("{e}"));
         }
         reply
     }
@@ -275,6 +294,10 @@ impl Reactor {
         Ok(())
     }
 
+    fn admit(&self, peer: &OnionId, outgoing: bool) -> Result<(), &'static str> {
+        self.state.admit(peer, outgoing, self.limits.max_unread, self.limits.max_peers)
+    }
+
     fn receive(&mut self, from: OnionId, text: String, mid: Option<String>) -> Value {
         let ack = json!({"cmd": "END", "id": self.me, "msg": mid.as_deref().unwrap_or_default()});
         if mid.as_ref().is_some_and(|mid| self.state.accepted(mid, clock::now())) {
@@ -284,27 +307,6 @@ impl Reactor {
             return self.refuse(format!("RECV from {from}: {why}").into());
         }
         self.record(Event::Recv { peer: from, msg: text, mid }).map_or_else(|e| self.failure(e), |()| ack)
-    }
-
-    /// As many as fit in one reply; `cut` counts the others.
-    fn peer_list(&self) -> Value {
-        let ids: Vec<&str> = self.state.peers().iter().map(OnionId::as_str).collect();
-        let fit = ids.len().min((MAX_REPLY - 100) / 63);
-        json!({"cmd": "GET_PEERS", "msg": ids[..fit].join(","), "cut": ids.len() - fit})
-    }
-
-    /// The newest lines that fit in one reply; `cut` counts the older ones left out.
-    fn history(&self, peer: OnionId, n: usize) -> Value {
-        let lines = self.journal.history(&peer, n.min(1000));
-        let (mut cut, mut room) = (lines.len(), MAX_REPLY - 200);
-        while let Some(size) = cut.checked_sub(1).map(|i| lines[i].to_string().len() + 1).filter(|&s| s <= room) {
-            (cut, room) = (cut - 1, room - size);
-        }
-        json!({"cmd": "HISTORY", "id": peer, "msg": "", "lines": lines[cut..], "cut": cut})
-    }
-
-    fn admit(&self, peer: &OnionId, outgoing: bool) -> Result<(), &'static str> {
-        self.state.admit(peer, outgoing, self.limits.max_unread, self.limits.max_peers)
     }
 
     fn queue(&mut self, peer: OnionId, port: u16, text: String) -> Value {
@@ -319,15 +321,15 @@ impl Reactor {
         json!({"cmd": "SEND", "id": peer, "msg": mid})
     }
 
+    /// Hands the peer's oldest waiting message to a delivery thread, one at a time per
+    /// peer so that its messages arrive in order.
     fn dispatch(&mut self, peer: &OnionId) {
         let Some(next) = self.state.outbox().get(peer).and_then(VecDeque::front) else { return };
-        if self.busy.contains(peer) {
-            return;
-        }
-        let job = Job { peer: peer.clone(), next: next.clone(), acker: self.state.acknowledges(peer) };
-        match self.courier.send(job) {
-            Ok(()) => _ = self.busy.insert(peer.clone()),
-            Err(e) => error!("cannot start a delivery thread: {e}"),
+        if !self.busy.contains(peer) {
+            match self.courier.send(peer.clone(), next.clone(), self.state.acknowledges(peer)) {
+                Ok(()) => _ = self.busy.insert(peer.clone()),
+                Err(e) => error!("cannot start a delivery thread: {e}"),
+            }
         }
     }
 

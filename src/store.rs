@@ -14,12 +14,8 @@ pub struct Record {
     pub t: u64,
     #[serde(flatten)]
     pub ev: Event,
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub carried: bool,
-}
-
-fn is_false(b: &bool) -> bool {
-    !b
 }
 
 /// recv: a peer's message, now unread. read: the client was shown the oldest unread
