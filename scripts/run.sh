@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Runs a TORchat node for real: starts a Tor for this node's ports, shows its progress
+# until the onion service is up, then replaces itself with the daemon. Tor is told to
+# exit when the daemon does (__OwningControllerProcess), so it never outlives it.
+#
+# Usage: scripts/run.sh [main options] PORT
+#   clients on 127.0.0.1:PORT, Tor's onion connections to the peer port PORT+1.
+# Environment:
+#   TORCHAT_DIR     this node's Tor folder (default tor/node-PORT: torrc, data, hs, tor.log)
+#   TORCHAT_SOCKS   Tor's SOCKS port for this node (default 9250)
+#   TORCHAT_TORRC   a file of extra torrc lines (bridges, a test network)
+#   TORCHAT_WAIT    seconds to wait for Tor (default 300)
+set -euo pipefail
+say() { echo "run.sh: $*" >&2; }
+port="${*: -1}"
+[[ "$port" =~ ^[0-9]+$ && $port -gt 0 && $port -lt 65535 ]] || { say "usage: scripts/run.sh [main options] PORT"; exit 2; }
+command -v tor >/dev/null || { say "tor is not installed: sudo apt-get install tor"; exit 1; }
+root=$(cd "$(dirname "$0")/.." && pwd)
+main=${TORCHAT_MAIN:-$root/target/release/main}
+dir=${TORCHAT_DIR:-$root/tor/node-$port}
+socks=${TORCHAT_SOCKS:-9250}
+detach=false
+for arg in "$@"; do [[ $arg == -d || $arg == --daemon ]] && detach=true; done
+[ -x "$main" ] || { say "$main is missing: cargo build --release"; exit 1; }
+mkdir -p "$dir/data" "$dir/hs"
+chmod 700 "$dir" "$dir/data" "$dir/hs"
+cat > "$dir/torrc" <<TORRC
+DataDirectory $dir/data
+PidFile $dir/tor.pid
+Log notice file $dir/tor.log
+SocksPort 127.0.0.1:$socks
+# Onion connections go to the peer port only: the client port reads your messages.
+HiddenServiceDir $dir/hs
+HiddenServicePort 80 127.0.0.1:$((port + 1))
+TORRC
+# exec keeps this PID for the daemon; a detached daemon gets a watcher instead (below).
+$detach || echo "__OwningControllerProcess $$" >> "$dir/torrc"
+[ -n "${TORCHAT_TORRC:-}" ] && cat "$TORCHAT_TORRC" >> "$dir/torrc"
+: > "$dir/tor.log"
+# What Tor says before its log file is open (a port in use, say) goes to tor.out.
+tor -f "$dir/torrc" --RunAsDaemon 0 > "$dir/tor.out" 2>&1 &
+tor_pid=$!
+trap 'kill $tor_pid 2>/dev/null' EXIT
+deadline=$((SECONDS + ${TORCHAT_WAIT:-300})) shown=""
+until grep -q 'Bootstrapped 100%' "$dir/tor.log" && [ -s "$dir/hs/hostname" ]; do
+    if ! kill -0 "$tor_pid" 2>/dev/null; then
+        say "tor stopped: $(cat "$dir/tor.out" "$dir/tor.log" | grep -E '\[(err|warn)\]' | tail -2 | cut -d' ' -f5- | tr '\n' ' ')"
+        grep -q 'Address already in use' "$dir/tor.out" "$dir/tor.log" && say "port $socks is taken: set TORCHAT_SOCKS"
+        exit 1
+    fi
+    progress=$(grep -o 'Bootstrapped [0-9]*%.*' "$dir/tor.log" | tail -1 || true)
+    [ "$progress" != "$shown" ] && { echo "tor: $progress"; shown=$progress; }
+    if ((SECONDS >= deadline)); then
+        say "Tor is not ready after ${TORCHAT_WAIT:-300}s (${progress:-no progress}): check the network, or give bridges in TORCHAT_TORRC"
+        exit 1
+    fi
+    sleep 0.5
+done
+echo "tor: ready; this node is $(cat "$dir/hs/hostname")"
+run=("$main" --hostname "$dir/hs/hostname" --socks "127.0.0.1:$socks" "$@")
+$detach || { trap - EXIT; exec "${run[@]}"; }
+out=$("${run[@]}")
+echo "$out"
+pid=$(sed -n 's/^detached: pid //p' <<< "$out")
+setsid sh -c "tail --pid=$pid -f /dev/null; kill $tor_pid" > /dev/null 2>&1 < /dev/null &
+trap - EXIT

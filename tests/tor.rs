@@ -1,0 +1,184 @@
+//! End to end over real Tor: a private Tor network on loopback (tests/tornet.py), two
+//! nodes started the way a user starts one (scripts/run.sh), talking through real v3
+//! onion services. Needs `tor` and `tor-gencert`: it fails, not skips, without them.
+
+mod common;
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// Stops every Tor and daemon this test started, also when it fails.
+struct Cleanup(PathBuf, Vec<u32>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        self.1.iter().for_each(|&pid| signal(pid, libc::SIGKILL));
+        for pidfile in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
+            if let Ok(pid) = std::fs::read_to_string(pidfile.path().join("tor.pid")) {
+                signal(pid.trim().parse().unwrap_or(0), libc::SIGKILL);
+            }
+        }
+        let _ = Command::new("python3").arg(repo("tests/tornet.py")).arg(&self.0).arg("--stop").status();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+struct Node {
+    id: String,
+    client: u16,
+    dir: PathBuf,
+    child: Child,
+}
+
+/// scripts/run.sh for real, joined to the private network; returns once it serves.
+fn node(top: &Path, name: &str, port: u16, socks: u16, cleanup: &mut Cleanup) -> Node {
+    let dir = top.join(name);
+    let mut child = Command::new(repo("scripts/run.sh"))
+        .args(["--logs", dir.join("logs").to_str().unwrap(), &port.to_string()])
+        .env("TORCHAT_DIR", &dir)
+        .env("TORCHAT_SOCKS", socks.to_string())
+        .env("TORCHAT_TORRC", top.join("client.torrc"))
+        .env("TORCHAT_MAIN", bin())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    cleanup.1.push(child.id());
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let id = loop {
+        let line = lines.next().expect("run.sh ended before the daemon served").unwrap();
+        if let Some(rest) = line.strip_prefix("TORchat ") {
+            break rest.split(':').next().unwrap().to_string();
+        }
+    };
+    Node { id, client: port, dir, child }
+}
+
+fn delivered(node: &Node) -> usize {
+    let log = std::fs::read_to_string(node.dir.join("logs/messages.log")).unwrap_or_default();
+    log.matches("\"ev\":\"delivered\"").count()
+}
+
+fn receive(node: &Node, from: &Node, n: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    wait_for(&format!("{n} messages over Tor"), 120, || {
+        got.extend(drain(node.client, &from.id));
+        got.len() >= n
+    });
+    got
+}
+
+#[test]
+fn two_nodes_chat_over_a_private_tor_network() {
+    let started = Instant::now();
+    let top = temp_dir("tornet");
+    let base = 20000 + (std::process::id() % 400) as u16 * 20;
+    let mut cleanup = Cleanup(top.clone(), Vec::new());
+    let net = Command::new("python3").arg(repo("tests/tornet.py")).arg(&top).arg(base.to_string()).output();
+    let net = net.expect("python3");
+    assert!(net.status.success(), "tornet: {}", String::from_utf8_lossy(&net.stderr));
+    let network_up = started.elapsed();
+
+    let a = node(&top, "a", base + 100, base + 110, &mut cleanup);
+    let mut b = node(&top, "b", base + 200, base + 210, &mut cleanup);
+    let nodes_up = started.elapsed();
+    assert_eq!(ask(a.client, "HOST", "localhost", "")["id"], a.id.as_str());
+
+    // Both ways; the first connects fail until the descriptors are published, and the
+    // daemon retries them.
+    send(a.client, &b.id, "hello b");
+    send(b.client, &a.id, "hello a");
+    assert_eq!(receive(&b, &a, 1), ["hello b"]);
+    assert_eq!(receive(&a, &b, 1), ["hello a"]);
+    let onions_up = started.elapsed();
+
+    // A long message and non-ASCII text, intact; the receiver sees the sender's id.
+    let long = format!("{} caf\u{e9} \u{4e2d}\u{6587} \u{1f600} end", "0123456789".repeat(220));
+    assert!(long.len() > 2000);
+    send(a.client, &b.id, &long);
+    let reply = {
+        let mut reply = serde_json::Value::Null;
+        wait_for("the long message", 60, || {
+            reply = update(b.client, &a.id);
+            reply["cmd"] == "UPDATE"
+        });
+        reply
+    };
+    assert_eq!(reply["msg"], long.as_str());
+    assert_eq!(reply["id"], a.id.as_str());
+
+    // Round trips: SEND until the acknowledgement is back at the sender.
+    let mut rtts = Vec::new();
+    for i in 0..20 {
+        let (before, start) = (delivered(&a), Instant::now());
+        send(a.client, &b.id, &format!("ping {i}"));
+        wait_for("an acknowledgement", 30, || delivered(&a) > before);
+        rtts.push(start.elapsed());
+    }
+    assert_eq!(receive(&b, &a, 20).len(), 20);
+    rtts.sort();
+
+    // A peer that is down gets what was sent meanwhile, once, when it is back; and its
+    // Tor does not outlive its daemon.
+    let b_tor: u32 = std::fs::read_to_string(b.dir.join("tor.pid")).unwrap().trim().parse().unwrap();
+    tell(b.client, "EXIT", "localhost", 8000, "");
+    assert!(b.child.wait().unwrap().success());
+    wait_for("b's tor to follow its daemon out", 60, || !alive(b_tor));
+    send(a.client, &b.id, "while you were away 1");
+    send(a.client, &b.id, "while you were away 2");
+    wait_for("a failed attempt", 60, || {
+        std::fs::read_to_string(a.dir.join("logs/errors.log")).unwrap_or_default().contains("next try")
+    });
+    b = node(&top, "b", base + 200, base + 210, &mut cleanup);
+    assert_eq!(receive(&b, &a, 2), ["while you were away 1", "while you were away 2"]);
+    let b_log = std::fs::read_to_string(b.dir.join("logs/messages.log")).unwrap();
+    assert_eq!(b_log.matches("while you were away 1").count(), 1, "each once");
+
+    println!("private Tor network up: {network_up:?}; both nodes serving: {nodes_up:?}; onion services reachable both ways: {onions_up:?}");
+    println!("round trip (SEND to acknowledgement), 20 messages: p50 {:?}, max {:?}", rtts[10], rtts[19]);
+    println!("whole test: {:?}", started.elapsed());
+}
+
+/// run.sh with `env`, for a failure: its exit status and what it said.
+fn run_sh(dir: &Path, port: u16, env: &[(&str, &str)]) -> (i32, String) {
+    let mut cmd = Command::new("/bin/bash");
+    cmd.arg(repo("scripts/run.sh")).arg(port.to_string()).env("TORCHAT_DIR", dir).env("TORCHAT_MAIN", bin());
+    env.iter().for_each(|(k, v)| _ = cmd.env(k, v));
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+#[test]
+fn run_sh_says_what_is_wrong_instead_of_hanging() {
+    let top = temp_dir("run-sh");
+    let (status, err) = run_sh(&top.join("a"), 1000, &[("PATH", "/nonexistent")]);
+    assert_eq!((status, err.trim()), (1, "run.sh: tor is not installed: sudo apt-get install tor"));
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let socks = taken.local_addr().unwrap().port().to_string();
+    let (status, err) = run_sh(&top.join("b"), 1000, &[("TORCHAT_SOCKS", &socks), ("TORCHAT_TORRC", "/dev/null")]);
+    assert_eq!(status, 1);
+    assert!(err.contains(&format!("port {socks} is taken: set TORCHAT_SOCKS")), "{err}");
+
+    // A network that does not exist: Tor never bootstraps.
+    let nowhere = top.join("nowhere.torrc");
+    std::fs::write(&nowhere, "TestingTorNetwork 1\nDirAuthority none orport=1 no-v2 v3ident=0000000000000000000000000000000000000000 127.0.0.1:1 0000000000000000000000000000000000000000\n").unwrap();
+    let (status, err) = run_sh(
+        &top.join("c"),
+        1000,
+        &[("TORCHAT_TORRC", nowhere.to_str().unwrap()), ("TORCHAT_WAIT", "3"), ("TORCHAT_SOCKS", "auto")],
+    );
+    assert_eq!(status, 1);
+    assert!(err.contains("Tor is not ready after 3s") && err.contains("check the network"), "{err}");
+    wait_for("its tor to be stopped", 10, || {
+        std::fs::read_to_string(top.join("c/tor.pid")).map_or(true, |p| !alive(p.trim().parse().unwrap_or(0)))
+    });
+    std::fs::remove_dir_all(top).unwrap();
+}
