@@ -4,7 +4,7 @@
 //! that start-up replays only the tail. The errors log gets every refusal and failure,
 //! through `log` + `simplelog`.
 
-use crate::{clock, onion::OnionId, store::Event, store::Record, store::State};
+use crate::{clock, store::Event, store::Record, store::State};
 use log::{warn, LevelFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -150,56 +150,38 @@ impl Journal {
     }
 
     fn carry(&mut self, from: &File, state: &mut State) -> Result<(), String> {
-        state.relocate(|at| self.append(&Record { carried: true, ..read_record(from, at)? }))?;
+        state.relocate(|at| self.append(&Record { carried: true, prev: None, ..read_record(from, at)? }))?;
         for (peer, queue) in state.outbox() {
             for o in queue {
                 let ev = Event::Queued { peer: peer.clone(), mid: o.mid.clone(), port: o.port, msg: o.text.clone() };
-                self.append(&Record { t: o.t, ev, carried: true })?;
+                self.append(&Record { t: o.t, ev, carried: true, prev: None })?;
             }
         }
         Ok(())
     }
 
-    /// The last `n` messages exchanged with `peer`, oldest first, with the delivery
-    /// state of ours. Read from the end of the log, in a window that grows up to 16 MiB,
-    /// so that the cost does not grow with the size of the log.
-    pub fn history(&self, peer: &OnionId, n: usize) -> Vec<Value> {
-        let needle = peer.as_str().as_bytes();
-        let mut window = 1 << 20;
-        loop {
-            let start = self.len.saturating_sub(window);
-            let mut buf = vec![0; (self.len - start) as usize];
-            if self.file.read_exact_at(&mut buf, start).is_err() {
-                return Vec::new();
-            }
-            // The window's first line may begin before it.
-            let first = if start == 0 { 0 } else { buf.iter().position(|&b| b == b'\n').map_or(buf.len(), |i| i + 1) };
-            let (mut found, mut outcome) = (Vec::new(), HashMap::new());
-            for line in buf[first..].rsplit(|&b| b == b'\n').filter(|l| l.windows(needle.len()).any(|w| w == needle)) {
-                let Some(Record { t, ev, carried: false }) = parse_line(line) else { continue };
-                match ev {
-                    Event::Recv { peer: p, msg, .. } if p == *peer => {
-                        found.push(json!({"t": t, "dir": "in", "msg": msg}))
-                    }
-                    Event::Queued { peer: p, msg, mid, .. } if p == *peer => {
-                        let state = outcome.get(&mid).copied().unwrap_or("queued");
-                        found.push(json!({"t": t, "dir": "out", "msg": msg, "state": state}));
-                    }
-                    Event::Delivered { mid, .. } => _ = outcome.entry(mid).or_insert("delivered"),
-                    Event::Unconfirmed { mid, .. } => _ = outcome.entry(mid).or_insert("unconfirmed"),
-                    Event::Failed { mid, .. } => _ = outcome.entry(mid).or_insert("failed"),
-                    _ => {}
+    /// The last `n` messages of a conversation, oldest first, with the delivery state of
+    /// ours: walked backwards from its latest record, `at`, along `prev`.
+    pub fn history(&self, mut at: Option<u64>, n: usize) -> Vec<Value> {
+        let (mut found, mut outcome) = (Vec::new(), HashMap::new());
+        while let (Some(pos), true) = (at, found.len() < n) {
+            let Ok(Record { t, ev, prev, .. }) = self.read(pos) else { break };
+            // A chain only goes back: anything else is damage, not a loop to follow.
+            at = prev.filter(|&p| p < pos);
+            match ev {
+                Event::Recv { msg, .. } => found.push(json!({"t": t, "dir": "in", "msg": msg})),
+                Event::Queued { msg, mid, .. } => {
+                    let state = outcome.get(&mid).copied().unwrap_or("queued");
+                    found.push(json!({"t": t, "dir": "out", "msg": msg, "state": state}));
                 }
-                if found.len() == n {
-                    break;
-                }
+                Event::Delivered { mid, .. } => _ = outcome.entry(mid).or_insert("delivered"),
+                Event::Unconfirmed { mid, .. } => _ = outcome.entry(mid).or_insert("unconfirmed"),
+                Event::Failed { mid, .. } => _ = outcome.entry(mid).or_insert("failed"),
+                Event::Read { .. } => {}
             }
-            if found.len() == n || start == 0 || window >= 16 << 20 {
-                found.reverse();
-                return found;
-            }
-            window *= 4;
         }
+        found.reverse();
+        found
     }
 }
 
@@ -221,7 +203,7 @@ fn replay(path: &Path, from: u64, state: &mut State) -> io::Result<()> {
     for line in BufReader::with_capacity(1 << 16, file).split(b'\n') {
         let line = line?;
         match parse_line(&line) {
-            Some(rec) => state.apply(at, rec.t, rec.ev),
+            Some(rec) => state.apply(at, rec),
             None => skipped += 1,
         }
         at += line.len() as u64 + 1;

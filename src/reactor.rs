@@ -238,7 +238,7 @@ impl Reactor {
             }
             // The newest lines that fit in one reply; `cut` counts the older ones left out.
             Ok(Request::History { id, n }) => {
-                let lines = self.journal.history(&id, n.min(1000));
+                let lines = self.journal.history(self.state.last(&id), n.min(1000));
                 let (mut cut, mut room) = (lines.len(), MAX_REPLY - 200);
                 while let Some(size) = cut.checked_sub(1).map(|i| lines[i].to_string().len() + 1).filter(|&s| s <= room)
                 {
@@ -288,9 +288,9 @@ impl Reactor {
 
     /// Appends to the messages log, then applies: nothing counts before it is logged.
     fn record(&mut self, ev: Event) -> Result<(), String> {
-        let rec = Record { t: clock::now(), ev, carried: false };
+        let rec = Record { t: clock::now(), prev: self.state.prev(&ev), ev, carried: false };
         let at = self.journal.append(&rec)?;
-        self.state.apply(at, rec.t, rec.ev);
+        self.state.apply(at, rec);
         Ok(())
     }
 

@@ -9,6 +9,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 /// One line of the messages log: when (UNIX seconds), and what happened. `carried`
 /// marks the copies a new log file starts with after a rotation (see `Journal::reopen`).
+/// `prev` is where the same peer's previous record (reads aside) stands, so that HISTORY
+/// walks a conversation backwards in one read a line, however large the log.
 #[derive(Serialize, Deserialize)]
 pub struct Record {
     pub t: u64,
@@ -16,6 +18,8 @@ pub struct Record {
     pub ev: Event,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub carried: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<u64>,
 }
 
 /// recv: a peer's message, now unread. read: the client was shown the oldest unread
@@ -31,6 +35,15 @@ pub enum Event {
     Delivered { peer: OnionId, mid: String },
     Unconfirmed { peer: OnionId, mid: String },
     Failed { peer: OnionId, mid: String, why: String, msg: String },
+}
+
+impl Event {
+    pub fn peer(&self) -> &OnionId {
+        match self {
+            Event::Recv { peer, .. } | Event::Read { peer } | Event::Queued { peer, .. } => peer,
+            Event::Delivered { peer, .. } | Event::Unconfirmed { peer, .. } | Event::Failed { peer, .. } => peer,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -50,6 +63,8 @@ pub struct State {
     outbox: HashMap<OnionId, VecDeque<Outgoing>>,
     /// Peers that have acknowledged a message: they speak PROTOCOL 2.2.
     ackers: HashSet<OnionId>,
+    /// Each peer's latest record in this log file (reads and carried copies aside).
+    last: HashMap<OnionId, u64>,
     /// The mids of messages accepted in the last MID_MEMORY seconds, and when: a retry
     /// whose acknowledgement was lost is acknowledged again but stored once.
     mids: HashMap<String, u64>,
@@ -60,7 +75,10 @@ const MID_MEMORY: u64 = 20 * 60;
 
 impl State {
     /// `at`: where the record stands in the messages log.
-    pub fn apply(&mut self, at: u64, t: u64, ev: Event) {
+    pub fn apply(&mut self, at: u64, Record { t, ev, carried, .. }: Record) {
+        if !carried && !matches!(ev, Event::Read { .. }) {
+            self.last.insert(ev.peer().clone(), at);
+        }
         match ev {
             Event::Recv { peer, mid, .. } => {
                 if let Some(mid) = mid {
@@ -126,13 +144,23 @@ impl State {
         self.mids.get(mid).is_some_and(|seen| seen + MID_MEMORY > now)
     }
 
+    pub fn last(&self, peer: &OnionId) -> Option<u64> {
+        self.last.get(peer).copied()
+    }
+
+    /// Where a new record of `ev` links back to.
+    pub fn prev(&self, ev: &Event) -> Option<u64> {
+        self.last.get(ev.peer()).copied().filter(|_| !matches!(ev, Event::Read { .. }))
+    }
+
     pub fn oldest_unread(&self, peer: &OnionId) -> Option<u64> {
         self.unread.get(peer)?.front().copied()
     }
 
     /// Moves every unread item, peers in GET_PEERS order and each oldest first, to where
-    /// `to` copied its record.
+    /// `to` copied its record. Conversations (HISTORY) start afresh in the new file.
     pub fn relocate(&mut self, mut to: impl FnMut(u64) -> Result<u64, String>) -> Result<(), String> {
+        self.last.clear();
         for peer in &self.order {
             for at in self.unread.get_mut(peer).into_iter().flatten() {
                 *at = to(*at)?;
