@@ -78,22 +78,25 @@ fn memory_idle_and_with_100k_unread() {
     println!("UPDATE with unread, 1 client: {rps:.0} req/s, p50 {p50:?}, p99 {p99:?}");
 }
 
-/// A messages log of about `bytes`, ending with 100,000 unread from 1,000 peers.
+/// A messages log of about `bytes`, as the daemon writes it (each record linked to the
+/// same peer's previous one): conversations read, then 100,000 unread from 1,000 peers.
 fn big_log(path: &std::path::Path, bytes: u64, peers: &[String]) {
     let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
     let text = "h".repeat(100);
-    let (mut written, mut i) = (0u64, 0usize);
-    while written < bytes {
-        let peer = &peers[i % peers.len()];
-        let line = format!("2026-11-25T00:00:00Z {{\"t\":1795000000,\"ev\":\"recv\",\"peer\":\"{peer}\",\"msg\":\"{text}\",\"mid\":null}}\n2026-11-25T00:00:00Z {{\"t\":1795000000,\"ev\":\"read\",\"peer\":\"{peer}\"}}\n");
-        out.write_all(line.as_bytes()).unwrap();
-        written += line.len() as u64;
-        i += 1;
-    }
-    for i in 0..100_000 {
-        let peer = &peers[i % peers.len()];
-        let line = format!("2026-11-25T00:00:00Z {{\"t\":1795000000,\"ev\":\"recv\",\"peer\":\"{peer}\",\"msg\":\"{text}\",\"mid\":null}}\n");
-        out.write_all(line.as_bytes()).unwrap();
+    let (mut at, mut last, mut unread) = (0u64, std::collections::HashMap::new(), 0);
+    for peer in peers.iter().cycle() {
+        let prev = last.get(peer).map_or(String::new(), |p| format!(",\"prev\":{p}"));
+        let mut lines = format!("2026-11-25T00:00:00Z {{\"t\":1795000000,\"ev\":\"recv\",\"peer\":\"{peer}\",\"msg\":\"{text}\",\"mid\":null{prev}}}\n");
+        last.insert(peer, at);
+        if at < bytes {
+            lines += &format!("2026-11-25T00:00:00Z {{\"t\":1795000000,\"ev\":\"read\",\"peer\":\"{peer}\"}}\n");
+        } else if unread == 100_000 {
+            break;
+        } else {
+            unread += 1;
+        }
+        out.write_all(lines.as_bytes()).unwrap();
+        at += lines.len() as u64;
     }
 }
 
