@@ -226,3 +226,13 @@ fn run_sh_says_what_is_wrong_instead_of_hanging() {
     });
     std::fs::remove_dir_all(top).unwrap();
 }
+
+#[test]
+fn the_shipped_torrc_for_the_manual_flow_is_valid_and_points_at_the_peer_port() {
+    let out = Command::new("tor").args(["--verify-config", "-f", "tor/torrc"]).current_dir(repo("")).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Configuration was valid"), "{out:?}");
+    let torrc = std::fs::read_to_string(repo("tor/torrc")).unwrap();
+    // main 8000 serves peers on 8001, and its default --hostname is tor/hs/hostname.
+    assert!(torrc.contains("HiddenServicePort 80 127.0.0.1:8001") && torrc.contains("HiddenServiceDir tor/hs"));
+    assert!(torrc.contains("SocksPort 127.0.0.1:9250"));
+}
