@@ -163,3 +163,80 @@ fn delivery_to_10_peers_with_and_without_a_hung_one() {
         assert_eq!(p.messages_log().matches("\"ev\":\"recv\"").count(), 800);
     }
 }
+
+/// The reference for RECV ingest: accept, read one request, write a fixed reply, close,
+/// on one thread with mio like the daemon, and nothing else.
+fn minimal_server() -> u16 {
+    use mio::{net::TcpListener, Events, Interest, Poll, Token};
+    let mut listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut poll = Poll::new().unwrap();
+        poll.registry().register(&mut listener, Token(0), Interest::READABLE).unwrap();
+        let (mut events, mut conns, mut next) = (Events::with_capacity(1024), std::collections::HashMap::new(), 1);
+        loop {
+            poll.poll(&mut events, None).unwrap();
+            for event in events.iter() {
+                if event.token() == Token(0) {
+                    while let Ok((mut sock, _)) = listener.accept() {
+                        poll.registry().register(&mut sock, Token(next), Interest::READABLE).unwrap();
+                        conns.insert(next, (sock, Vec::new()));
+                        next += 1;
+                    }
+                } else if let Some((sock, buf)) = conns.get_mut(&event.token().0) {
+                    let mut chunk = [0u8; 4096];
+                    while let Ok(n @ 1..) = sock.read(&mut chunk) {
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    if buf.ends_with(b"}") {
+                        let _ = sock.write(b"{\"cmd\":\"END\",\"msg\":\"\"}");
+                        conns.remove(&event.token().0);
+                    }
+                }
+            }
+        }
+    });
+    port
+}
+
+/// RECV round trips (connect, write, read the acknowledgement to EOF, close) per second.
+fn ingest(port: u16, senders: usize, peers: &[String], secs: u64) -> f64 {
+    let text = "r".repeat(100);
+    let threads: Vec<_> = (0..senders)
+        .map(|t| {
+            let bodies: Vec<String> = peers
+                .iter()
+                .skip(t)
+                .step_by(senders.max(1))
+                .map(|p| format!("{{\"cmd\":\"RECV\",\"id\":\"{p}\",\"msg\":\"{text}\",\"portno\":80}}"))
+                .collect();
+            std::thread::spawn(move || {
+                let (end, mut n) = (Instant::now() + Duration::from_secs(secs), 0usize);
+                while Instant::now() < end {
+                    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                    s.write_all(bodies[n % bodies.len()].as_bytes()).unwrap();
+                    let _ = s.read_to_end(&mut Vec::new());
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).sum::<usize>() as f64 / secs as f64
+}
+
+#[test]
+#[ignore]
+fn recv_ingest_against_a_minimal_server() {
+    let d = Daemon::start("bench-ingest", &["--max-unread", "100000"]);
+    let reference = minimal_server();
+    let peers: Vec<String> = (0..1000).map(|_| onion_id()).collect();
+    for senders in [1, 16, 64] {
+        let minimal = ingest(reference, senders, &peers, 3);
+        let daemon = ingest(d.peer, senders, &peers, 3);
+        println!(
+            "RECV ingest, {senders:2} senders: daemon {daemon:7.0}/s, minimal server {minimal:7.0}/s: {:.0}%",
+            100.0 * daemon / minimal
+        );
+    }
+}
