@@ -67,6 +67,11 @@ fn main() {
     } else if positive.contains(&0) {
         fail(2, "--max-conns, --idle, --max-unread and --max-peers must be above 0");
     }
+    // Both ports full, a SOCKS connection per peer, and a few files of our own.
+    let needed = (2 * limits.max_conns + limits.max_peers + 64) as u64;
+    raise_fd_limit(needed).unwrap_or_else(|hard| {
+        fail(2, &format!("these limits need {needed} open files, and the hard limit is {hard}: lower --max-conns"))
+    });
     let proxy: SocketAddr = opt(&m, "socks", SocketAddr::from(([127, 0, 0, 1], 9250)));
     let hostname = m.opt_str("hostname").unwrap_or_else(|| "tor/hs/hostname".into());
     let me = std::fs::read_to_string(&hostname)
@@ -91,6 +96,21 @@ fn main() {
         log::error!("{e}");
         fail(1, &e);
     }
+}
+
+/// Raises the soft limit of open files to `needed` if it is lower; Err: the hard limit.
+fn raise_fd_limit(needed: u64) -> Result<(), u64> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: both calls only read or write the struct they are given.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        if limit.rlim_max < needed {
+            return Err(limit.rlim_max);
+        }
+        limit.rlim_cur = limit.rlim_cur.max(needed);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+    Ok(())
 }
 
 /// The classic Unix daemon: fork; the parent prints the child's PID and exits; the child

@@ -27,6 +27,32 @@ fn help_and_bad_command_lines() {
 }
 
 #[test]
+fn limits_the_file_descriptor_limit_cannot_hold_are_refused_and_others_raise_it() {
+    let d = Daemon::start("fds", &[]);
+    let (hostname, logs) = (d.dir.join("hostname"), d.dir.join("other-logs"));
+    let args = ["--hostname", hostname.to_str().unwrap(), "--logs", logs.to_str().unwrap()];
+    let out = Command::new("prlimit").args(["--nofile=1024:1024", bin()]).args(args).arg("0").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("need 3064 open files, and the hard limit is 1024: lower --max-conns"), "{err}");
+    // A soft limit below what the defaults need is raised up to the hard limit.
+    let mut child = Command::new("prlimit")
+        .args(["--nofile=256:4096", bin()])
+        .args(args)
+        .arg("0")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let open_files = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    assert_eq!(open_files.split_whitespace().nth(3), Some("3064"), "{open_files}");
+}
+
+#[test]
 fn a_missing_or_invalid_hostname_file_is_a_clear_error() {
     let dir = temp_dir("hostname");
     let hostname = dir.join("hostname");
