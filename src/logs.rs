@@ -109,7 +109,7 @@ impl Journal {
     /// Checkpointing costs a write of the whole state; doing it once the log has grown by
     /// more than that keeps its cost proportional and bounds what a restart replays.
     pub fn checkpoint_due(&self) -> bool {
-        self.len - self.checkpointed > self.checkpoint_size.max(16 << 20)
+        self.len.saturating_sub(self.checkpointed) > self.checkpoint_size.max(16 << 20)
     }
 
     pub fn checkpoint(&mut self, state: &State) -> Result<(), String> {

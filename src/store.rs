@@ -68,10 +68,15 @@ pub struct State {
     /// The mids of messages accepted in the last MID_MEMORY seconds, and when: a retry
     /// whose acknowledgement was lost is acknowledged again but stored once.
     mids: HashMap<String, u64>,
+    #[serde(skip)]
+    mids_seen: u64,
 }
 
 /// Twice the 10 minutes a signed time stamp may be off (PROTOCOL 2.3).
 const MID_MEMORY: u64 = 20 * 60;
+/// About 24 MiB at most. A flood beyond it is forgotten, not kept: a retry of a
+/// forgotten message would be stored twice, which beats running out of memory.
+const MAX_MIDS: usize = 1 << 18;
 
 impl State {
     /// `at`: where the record stands in the messages log.
@@ -82,10 +87,13 @@ impl State {
         match ev {
             Event::Recv { peer, mid, .. } => {
                 if let Some(mid) = mid {
-                    if self.mids.len() % 4096 == 4095 {
+                    self.mids_seen += 1;
+                    if self.mids_seen.is_multiple_of(4096) {
                         self.mids.retain(|_, seen| *seen + MID_MEMORY > t);
                     }
-                    self.mids.insert(mid, t);
+                    if self.mids.len() < MAX_MIDS {
+                        self.mids.insert(mid, t);
+                    }
                 }
                 self.push_unread(peer, at);
             }
