@@ -240,3 +240,16 @@ fn recv_ingest_against_a_minimal_server() {
         );
     }
 }
+
+#[test]
+#[ignore]
+fn update_latency_against_a_minimal_server() {
+    let d = Daemon::start("bench-latency", &[]);
+    let reference = minimal_server();
+    let peer = onion_id();
+    for clients in [1, 16] {
+        let (_, m50, m99) = update_load(reference, &peer, clients, 3);
+        let (rps, p50, p99) = update_load(d.client, &peer, clients, 3);
+        println!("UPDATE, {clients:2} clients: daemon {rps:6.0}/s p50 {p50:?} p99 {p99:?}; minimal server p50 {m50:?} p99 {m99:?}");
+    }
+}
