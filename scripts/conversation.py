@@ -4,8 +4,9 @@
 Usage: conversation.py MESSAGES_LOG PEER_ONION_ID
 
 One line per message, oldest first: the UTC time, "<" for received or ">" for sent, the
-text, and for sent messages their delivery state (queued, delivered, unconfirmed,
-failed: reason) as the log tells it.
+text, and for received messages "[unverified]" when the sender did not sign it, for sent
+ones their delivery state (queued, delivered, unconfirmed, failed: reason) as the log
+tells it.
 """
 import json
 import sys
@@ -29,7 +30,7 @@ def main(argv):
                 continue
             event = record.get("ev")
             if event == "recv":
-                lines.append([stamp, "<", record["msg"], None])
+                lines.append([stamp, "<", record["msg"], None if record.get("verified") else "unverified"])
             elif event == "queued":
                 entry = [stamp, ">", record["msg"], "queued"]
                 outgoing[record["mid"]] = entry

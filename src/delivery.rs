@@ -3,7 +3,7 @@
 //! it has an outcome, and reports to the reactor through a channel and the reactor's
 //! Waker. The threads share nothing else with the reactor, which owns state and logs.
 
-use crate::{clock, onion::OnionId, store::Outgoing};
+use crate::{clock, onion::Identity, onion::OnionId, store::Outgoing};
 use mio::Waker;
 use serde_json::{json, Value};
 use std::io::{self, Read, Write};
@@ -38,7 +38,7 @@ pub struct Report {
 }
 
 pub struct Courier {
-    pub me: OnionId,
+    pub me: Arc<Identity>,
     pub proxy: SocketAddr,
     pub give_up: Duration,
     pub reports: Sender<Report>,
@@ -58,7 +58,11 @@ impl Courier {
         };
         let mut backoff = Duration::from_secs(1);
         thread::Builder::new().name("delivery".into()).spawn(move || loop {
-            let request = json!({"cmd": "RECV", "id": me, "msg": next.text, "portno": next.port, "mid": next.mid});
+            // Signed anew at each attempt, with a time stamp to the minute (PROTOCOL 2.3).
+            let ts = clock::now() / 60 * 60;
+            let sig = me.sign(&to, ts, &next.mid, &next.text);
+            let (id, port) = (&me.id, next.port);
+            let request = json!({"cmd": "RECV", "id": id, "msg": next.text, "portno": port, "mid": next.mid, "ts": ts, "sig": sig});
             let why = match attempt(proxy, &to, &next, request.to_string().as_bytes()) {
                 Ok(true) => return report(Outcome::Delivered),
                 Ok(false) if !acker => return report(Outcome::Unconfirmed),

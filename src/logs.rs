@@ -78,7 +78,7 @@ impl Journal {
         };
         match checkpoint {
             Ok(Checkpoint { ino, len, state }) if ino == self.ino && len <= self.len => return (state, len, None),
-            // logrotate renamed the log, and the daemon died before its SIGHUP.
+            // logrotate renamed the log while the daemon was down, or before its SIGHUP.
             Ok(Checkpoint { ino, len, mut state }) => match rotated(&self.dir, ino) {
                 Some((old, file)) if replay(&old, len, &mut state).is_ok() => return (state, 0, Some(file)),
                 _ => warn!("{} does not match the messages log; rebuilding from the log", path.display()),
@@ -169,7 +169,9 @@ impl Journal {
             // A chain only goes back: anything else is damage, not a loop to follow.
             at = prev.filter(|&p| p < pos);
             match ev {
-                Event::Recv { msg, .. } => found.push(json!({"t": t, "dir": "in", "msg": msg})),
+                Event::Recv { msg, verified, .. } => {
+                    found.push(json!({"t": t, "dir": "in", "msg": msg, "verified": verified}))
+                }
                 Event::Queued { msg, mid, .. } => {
                     let state = outcome.get(&mid).copied().unwrap_or("queued");
                     found.push(json!({"t": t, "dir": "out", "msg": msg, "state": state}));

@@ -15,9 +15,10 @@ use std::net::{SocketAddr, TcpListener};
 use std::{io::Write, os::fd::AsRawFd, path::Path, process::exit, time::Duration};
 
 const USAGE: &str = "Usage: main [options] PORT\n\nServes local clients on 127.0.0.1:PORT (0: any free port).";
-const OPTIONS: [(&str, &str); 11] = [
+const OPTIONS: [(&str, &str); 12] = [
     ("peer-port", "port that Tor delivers onion connections to (PORT+1)"),
     ("hostname", "Tor's hostname file of this onion service (tor/hs/hostname)"),
+    ("key", "Tor's secret key of this onion service (hs_ed25519_secret_key next to the hostname file)"),
     ("logs", "folder of messages.log, errors.log, state.json (logs)"),
     ("socks", "Tor's SOCKS5 port (127.0.0.1:9250)"),
     ("give-up", "seconds to keep retrying a delivery (86400)"),
@@ -78,6 +79,8 @@ fn main() {
         .map_err(|e| format!("cannot read {hostname}: {e} (is tor running? see --hostname)"))
         .and_then(|id| onion::OnionId::parse(&id).map_err(|e| format!("{hostname}: {e}")))
         .unwrap_or_else(|e| fail(1, &e));
+    let key = m.opt_str("key").map_or_else(|| Path::new(&hostname).with_file_name("hs_ed25519_secret_key"), Into::into);
+    let me = onion::Identity::load(&key, me).unwrap_or_else(|e| fail(1, &e));
     let log_dir = m.opt_str("logs").unwrap_or_else(|| "logs".into());
     let errors_fd = logs::open_errors_log(Path::new(&log_dir)).unwrap_or_else(|e| fail(1, &e));
     let (journal, state) = logs::Journal::open(Path::new(&log_dir), errors_fd).unwrap_or_else(|e| fail(1, &e));
@@ -86,7 +89,7 @@ fn main() {
         bound.unwrap_or_else(|e| fail(1, &format!("cannot listen for {what} on 127.0.0.1:{port}: {e}")))
     });
     let addr = |i: usize| listeners[i].local_addr().map_or(String::new(), |a| a.to_string());
-    println!("TORchat {me}: clients on {}, peers on {}", addr(0), addr(1));
+    println!("TORchat {}: clients on {}, peers on {}", me.id, addr(0), addr(1));
     if m.opt_present("daemon") {
         detach().unwrap_or_else(|e| fail(1, &format!("cannot detach: {e}")));
     }

@@ -1,9 +1,14 @@
-//! Onion ids: the only way to get an `OnionId` is `parse`, so the rest of the daemon
-//! never handles an address that is not a checksummed v3 onion id.
+//! Onion ids and keys (PROTOCOL 2.3). The only way to get an `OnionId` is `parse`, so
+//! the rest of the daemon never handles an address that is not a checksummed v3 onion
+//! id. A v3 id is an ed25519 public key: our messages are signed with the onion
+//! service's secret key, and a peer's are verified against the id they claim.
 
+use base64::{engine::general_purpose::STANDARD, Engine};
+use ed25519_dalek::hazmat::{raw_sign, ExpandedSecretKey};
+use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Deserializer, Serialize};
 use sha3::{Digest, Sha3_256};
-use std::fmt;
+use std::{fmt, io::Read, os::unix::fs::MetadataExt, path::Path};
 
 const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
@@ -27,6 +32,12 @@ impl OnionId {
             return Err("onion id checksum is wrong (mistyped address?)".into());
         }
         Ok(OnionId(format!("{b32}.onion")))
+    }
+
+    /// The ed25519 public key the id is made of.
+    pub fn key(&self) -> [u8; 32] {
+        let raw = decode(&self.0[..56]).expect("an OnionId holds 56 base32 characters");
+        raw[..32].try_into().expect("35 bytes hold a 32-byte key")
     }
 
     pub fn as_str(&self) -> &str {
@@ -72,4 +83,65 @@ impl fmt::Display for OnionId {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Tor's file `hs_ed25519_secret_key`: this header, then the 64-byte expanded key.
+const SECRET_HEADER: &[u8; 32] = b"== ed25519v1-secret: type0 ==\0\0\0";
+
+/// This node: its onion id and the onion service's secret key.
+pub struct Identity {
+    pub id: OnionId,
+    secret: ExpandedSecretKey,
+    /// Computed from `secret`, never read from elsewhere: signing with a public key that
+    /// does not match the secret one can leak the secret key.
+    public: VerifyingKey,
+}
+
+impl Identity {
+    /// The key Tor wrote for the onion service `id`; refused unless it is private to
+    /// this user, as Tor writes it, and its public key is `id`.
+    pub fn load(path: &Path, id: OnionId) -> Result<Identity, String> {
+        let fail = |why: &str| format!("{}: {why}", path.display());
+        let file = std::fs::File::open(path).map_err(|e| fail(&e.to_string()))?;
+        if file.metadata().map_err(|e| fail(&e.to_string()))?.mode() & 0o077 != 0 {
+            return Err(fail("other users can read it: chmod 600 it, as Tor does"));
+        }
+        let mut bytes = Vec::new();
+        file.take(97).read_to_end(&mut bytes).map_err(|e| fail(&e.to_string()))?;
+        let key = bytes.strip_prefix(SECRET_HEADER).and_then(|k| <&[u8; 64]>::try_from(k).ok());
+        let secret = ExpandedSecretKey::from_bytes(key.ok_or_else(|| fail("not a Tor ed25519 secret key"))?);
+        let public = VerifyingKey::from(&secret);
+        if public.to_bytes() != id.key() {
+            return Err(fail(&format!("this is not the key of {id} (wrong folder?)")));
+        }
+        Ok(Identity { id, secret, public })
+    }
+
+    /// Base64 of the signature of this message to `to` (PROTOCOL 2.3).
+    pub fn sign(&self, to: &OnionId, ts: u64, mid: &str, msg: &str) -> String {
+        let signed = signed(to, &self.id, ts, mid, msg);
+        STANDARD.encode(raw_sign::<sha2::Sha512>(&self.secret, &signed, &self.public).to_bytes())
+    }
+}
+
+fn signed(to: &OnionId, from: &OnionId, ts: u64, mid: &str, msg: &str) -> Vec<u8> {
+    format!("torchat-v1\0{to}\0{from}\0{ts}\0{mid}\0{msg}").into_bytes()
+}
+
+/// `sig` is `from`'s signature of this message to `to`. Strict: a key of small order or
+/// with a torsion component, and a non-canonical signature, are refused.
+pub fn verify(to: &OnionId, from: &OnionId, ts: u64, mid: &str, msg: &str, sig: &Signature) -> Result<(), String> {
+    let key = VerifyingKey::from_bytes(&from.key()).map_err(|_| "the sender's id is not an ed25519 key")?;
+    if key.is_weak() || !key.to_edwards().is_torsion_free() {
+        return Err("the sender's id is a weak key".into());
+    }
+    key.verify_strict(&signed(to, from, ts, mid, msg), sig).map_err(|_| "the signature does not verify".into())
+}
+
+/// `sig` on the wire: 64 bytes in standard base64, padded, canonical.
+pub fn signature<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Signature>, D::Error> {
+    let text = String::deserialize(d)?;
+    let bytes = STANDARD.decode(&text).ok().and_then(|b| <[u8; 64]>::try_from(b).ok());
+    let sig = bytes.ok_or_else(|| serde::de::Error::custom("\"sig\": expected 64 bytes in base64"))?;
+    Ok(Some(Signature::from_bytes(&sig)))
 }

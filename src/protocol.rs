@@ -2,7 +2,8 @@
 //! typed `Request` (serde checks each key's type, and an `OnionId` cannot hold an invalid
 //! address); the replies, each one JSON object of at most 4096 bytes.
 
-use crate::onion::OnionId;
+use crate::onion::{self, OnionId};
+use ed25519_dalek::Signature;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -32,18 +33,40 @@ pub enum Request {
         msg: String,
     },
     #[serde(skip)]
-    Recv {
-        id: OnionId,
-        msg: String,
-        mid: Option<String>,
-    },
+    Recv(Incoming),
 }
 
 /// The peer port's only command (PROTOCOL 2.1): anything else is an unknown variant.
 #[derive(Deserialize)]
 #[serde(tag = "cmd", rename_all = "SCREAMING_SNAKE_CASE")]
 enum PeerRequest {
-    Recv { id: OnionId, msg: String, mid: Option<String> },
+    Recv(Incoming),
+}
+
+/// A peer's message: `id` is who it claims to be from. A 2017 peer sends neither `mid`
+/// nor `ts` nor `sig`.
+#[derive(Deserialize)]
+pub struct Incoming {
+    pub id: OnionId,
+    pub msg: String,
+    pub mid: Option<String>,
+    pub ts: Option<u64>,
+    #[serde(default, deserialize_with = "onion::signature")]
+    pub sig: Option<Signature>,
+}
+
+/// How far a signed time stamp may be from our clock (PROTOCOL 2.3).
+const SKEW: u64 = 10 * 60;
+
+impl Incoming {
+    /// Ok(true): signed by `id` for `me`, lately; Ok(false): unsigned (a 2017 peer).
+    pub fn verified(&self, me: &OnionId, now: u64) -> Result<bool, String> {
+        let (Some(sig), Some(ts), Some(mid)) = (&self.sig, self.ts, &self.mid) else { return Ok(false) };
+        if ts.abs_diff(now) > SKEW {
+            return Err(format!("\"ts\" is {}s away from this node's clock (at most {SKEW}s)", ts.abs_diff(now)));
+        }
+        onion::verify(me, &self.id, ts, mid, &self.msg, sig).map(|()| true)
+    }
 }
 
 /// Why a request was refused, and the peer it concerned when that much was valid: a
@@ -81,7 +104,7 @@ pub fn parse(buf: &[u8], max_text: usize, peer_port: bool) -> Option<Result<Requ
         return Some(Err("bad request: expected a JSON object".to_string().into()));
     }
     let request = match peer_port {
-        true => first(buf)?.map(|PeerRequest::Recv { id, msg, mid }| Request::Recv { id, msg, mid }),
+        true => first(buf)?.map(|PeerRequest::Recv(incoming)| Request::Recv(incoming)),
         false => first(buf)?,
     };
     let checked = request.map_err(|e| format!("bad request: {e}")).and_then(|r| check(r, max_text));
@@ -100,7 +123,10 @@ fn check(request: Request, max_text: usize) -> Result<Request, String> {
     let (text, mid) = match &request {
         Request::Send { portno: 0, .. } => return Err("\"portno\": expected the peer's port, 1 to 65535".into()),
         Request::Send { msg, .. } => (msg, None),
-        Request::Recv { msg, mid, .. } => (msg, mid.as_deref()),
+        Request::Recv(Incoming { sig: Some(_), ts: None, .. } | Incoming { sig: Some(_), mid: None, .. }) => {
+            return Err("a signed message needs \"ts\" and \"mid\"".into())
+        }
+        Request::Recv(Incoming { msg, mid, .. }) => (msg, mid.as_deref()),
         _ => return Ok(request),
     };
     match serde_json::to_string(text).map_or(usize::MAX, |s| s.len() - 2) {

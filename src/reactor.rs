@@ -4,8 +4,8 @@
 //! the nearest one.
 
 use crate::delivery::{Courier, Outcome, Report};
-use crate::protocol::{self, Refused, Request, MAX_REPLY};
-use crate::{clock, logs::Journal, onion::OnionId, store::Event, store::Record, store::State};
+use crate::protocol::{self, Incoming, Refused, Request, MAX_REPLY};
+use crate::{clock, logs::Journal, onion::Identity, onion::OnionId, store::Event, store::Record, store::State};
 use log::{error, info, warn};
 use mio::{net::TcpListener, net::TcpStream, Events, Interest, Poll, Token, Waker};
 use serde_json::{json, Value};
@@ -63,7 +63,7 @@ pub struct Reactor {
 
 impl Reactor {
     pub fn new(
-        listeners: [std::net::TcpListener; 2], proxy: std::net::SocketAddr, me: OnionId, journal: Journal,
+        listeners: [std::net::TcpListener; 2], proxy: std::net::SocketAddr, me: Identity, journal: Journal,
         state: State, limits: Limits,
     ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
@@ -75,6 +75,7 @@ impl Reactor {
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let (reports_to, reports) = mpsc::channel();
+        let me = Arc::new(me);
         let courier = Courier { me: me.clone(), proxy, give_up: limits.give_up, reports: reports_to, waker };
         Ok(Reactor {
             poll,
@@ -87,7 +88,7 @@ impl Reactor {
             busy: HashSet::new(),
             reports,
             courier,
-            me,
+            me: me.id.clone(),
             state,
             journal,
             limits,
@@ -223,7 +224,7 @@ impl Reactor {
         let me = &self.me;
         let reply = match request {
             Err(refused) => self.refuse(refused),
-            Ok(Request::Recv { id, msg, mid }) => self.receive(id, msg, mid),
+            Ok(Request::Recv(incoming)) => self.receive(incoming),
             Ok(Request::Send { id, portno, msg }) => self.queue(id, portno, msg),
             Ok(Request::Host) => json!({"cmd": "HOST", "id": me, "msg": me.short()}),
             Ok(Request::Exit) => {
@@ -257,7 +258,11 @@ impl Reactor {
                                 reply["msg"] = json!(format!("[not delivered: {why}] {msg}"));
                                 reply["error"] = json!(why);
                             }
-                            Event::Recv { msg, .. } => reply["msg"] = json!(msg),
+                            // The 2017 client shows only `date` and `msg`.
+                            Event::Recv { msg, verified, .. } => {
+                                reply["msg"] = json!(if verified { msg } else { format!("[unverified] {msg}") });
+                                reply["verified"] = json!(verified);
+                            }
                             _ => return (self.failure("the messages log does not match the state".into()), None),
                         }
                         return (reply, Some(peer));
@@ -298,15 +303,26 @@ impl Reactor {
         self.state.admit(peer, outgoing, self.limits.max_unread, self.limits.max_peers)
     }
 
-    fn receive(&mut self, from: OnionId, text: String, mid: Option<String>) -> Value {
+    fn receive(&mut self, incoming: Incoming) -> Value {
+        let now = clock::now();
+        let verified = match incoming.verified(&self.me, now) {
+            Ok(verified) => verified,
+            Err(why) => return self.refuse(format!("RECV from {}: {why}", incoming.id).into()),
+        };
+        let Incoming { id: from, msg, mid, .. } = incoming;
         let ack = json!({"cmd": "END", "id": self.me, "msg": mid.as_deref().unwrap_or_default()});
-        if mid.as_ref().is_some_and(|mid| self.state.accepted(mid, clock::now())) {
+        if mid.as_ref().is_some_and(|mid| self.state.accepted(mid, now)) {
             return ack;
         }
-        if let Err(why) = self.admit(&from, false) {
+        let room = if mid.is_some() && !self.state.mids_room(now) {
+            Err("too many messages lately, try later")
+        } else {
+            Ok(())
+        };
+        if let Err(why) = room.and_then(|()| self.admit(&from, false)) {
             return self.refuse(format!("RECV from {from}: {why}").into());
         }
-        self.record(Event::Recv { peer: from, msg: text, mid }).map_or_else(|e| self.failure(e), |()| ack)
+        self.record(Event::Recv { peer: from, msg, mid, verified }).map_or_else(|e| self.failure(e), |()| ack)
     }
 
     fn queue(&mut self, peer: OnionId, port: u16, text: String) -> Value {

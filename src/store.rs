@@ -22,14 +22,15 @@ pub struct Record {
     pub prev: Option<u64>,
 }
 
-/// recv: a peer's message, now unread. read: the client was shown the oldest unread
+/// recv: a peer's message, now unread; `verified` if signed by `peer` (PROTOCOL 2.3),
+/// which a 2017 peer never does. read: the client was shown the oldest unread
 /// item of that peer. queued: the client's message, waiting for delivery. unconfirmed:
 /// written in full to a peer that never acknowledges (a 2017 daemon). failed: not
 /// delivered (given up, or refused at once); the record is itself an unread notice.
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "ev", rename_all = "lowercase")]
 pub enum Event {
-    Recv { peer: OnionId, msg: String, mid: Option<String> },
+    Recv { peer: OnionId, msg: String, mid: Option<String>, verified: bool },
     Read { peer: OnionId },
     Queued { peer: OnionId, mid: String, port: u16, msg: String },
     Delivered { peer: OnionId, mid: String },
@@ -70,12 +71,14 @@ pub struct State {
     mids: HashMap<String, u64>,
     #[serde(skip)]
     mids_seen: u64,
+    #[serde(skip)]
+    mids_pruned: u64,
 }
 
 /// Twice the 10 minutes a signed time stamp may be off (PROTOCOL 2.3).
 const MID_MEMORY: u64 = 20 * 60;
-/// About 24 MiB at most. A flood beyond it is forgotten, not kept: a retry of a
-/// forgotten message would be stored twice, which beats running out of memory.
+/// About 24 MiB at most. Beyond it, messages with a mid are refused for a while (see
+/// `mids_room`).
 const MAX_MIDS: usize = 1 << 18;
 
 impl State {
@@ -146,6 +149,16 @@ impl State {
             None if waiting >= peers => Err("too many peers with messages waiting"),
             _ => Ok(()),
         }
+    }
+
+    /// A mid that cannot be remembered cannot be accepted, or its replay would be stored
+    /// twice. Pruning a full set costs milliseconds, so it runs at most once a second.
+    pub fn mids_room(&mut self, now: u64) -> bool {
+        if self.mids.len() >= MAX_MIDS && self.mids_pruned < now {
+            self.mids_pruned = now;
+            self.mids.retain(|_, seen| *seen + MID_MEMORY > now);
+        }
+        self.mids.len() < MAX_MIDS
     }
 
     pub fn accepted(&self, mid: &str, now: u64) -> bool {

@@ -1,5 +1,6 @@
-//! Benchmarks, not tests: they print figures and assert nothing about time.
-//! Run: cargo test --release --test bench -- --ignored --nocapture --test-threads 1
+//! The benchmark, not a test: one run that prints one table of figures, each next to its
+//! reference measured in the same run, and asserts nothing about time.
+//! Run: cargo test --release --test bench -- --ignored --nocapture
 
 mod common;
 use common::*;
@@ -13,18 +14,18 @@ fn rss_kib(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// UPDATE round trips, each a new connection as the 2017 client makes them.
-fn update_load(port: u16, peer: &str, clients: usize, secs: u64) -> (f64, Duration, Duration) {
-    let request = py_json("UPDATE", "localhost", 8000, peer);
+/// UPDATE round trips, each a new connection as the 2017 client makes them, the clients
+/// taking turns over `peers` so that a queue of unread messages is not emptied at once.
+fn update_load(port: u16, peers: &[String], clients: usize, secs: u64) -> Latency {
     let threads: Vec<_> = (0..clients)
-        .map(|_| {
-            let request = request.clone();
+        .map(|t| {
+            let requests: Vec<String> = peers.iter().map(|p| py_json("UPDATE", "localhost", 8000, p)).collect();
             std::thread::spawn(move || {
                 let (end, mut lat) = (Instant::now() + Duration::from_secs(secs), Vec::new());
                 while Instant::now() < end {
                     let start = Instant::now();
                     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-                    s.write_all(request.as_bytes()).unwrap();
+                    s.write_all(requests[(t + lat.len() * clients) % requests.len()].as_bytes()).unwrap();
                     let _ = s.read(&mut [0u8; 5000]).unwrap();
                     lat.push(start.elapsed());
                 }
@@ -34,48 +35,116 @@ fn update_load(port: u16, peer: &str, clients: usize, secs: u64) -> (f64, Durati
         .collect();
     let mut lat: Vec<Duration> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
     lat.sort();
-    (lat.len() as f64 / secs as f64, lat[lat.len() / 2], lat[lat.len() * 99 / 100])
+    Latency { rate: lat.len() as f64 / secs as f64, p50: lat[lat.len() / 2], p99: lat[lat.len() * 99 / 100] }
 }
 
-#[test]
-#[ignore]
-fn update_throughput_and_latency() {
-    let d = Daemon::start("bench-update", &[]);
-    let peer = onion_id();
-    for clients in [1, 16] {
-        let (rps, p50, p99) = update_load(d.client, &peer, clients, 3);
-        println!("UPDATE, empty queue, {clients:2} clients: {rps:8.0} req/s, p50 {p50:?}, p99 {p99:?}");
+struct Latency {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+impl std::fmt::Display for Latency {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let us = |d: Duration| d.as_micros();
+        write!(f, "p50 {} us, p99 {} us ({:.0}/s)", us(self.p50), us(self.p99), self.rate)
     }
+}
+
+/// One line of the table: what, how much, against what, the target, and whether it holds.
+struct Row(String, String, String, String, bool);
+
+fn row(what: &str, measured: String, reference: String, target: &str, met: bool) -> Row {
+    eprintln!("{what}: {measured} ({reference})");
+    Row(what.into(), measured, reference, target.into(), met)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
 /// 100,000 unread 100-byte messages from 1,000 peers, through the peer port.
 fn fill(d: &Daemon, peers: &[String], per_peer: usize) {
     let text = "m".repeat(100);
-    for i in 0..per_peer {
+    for _ in 0..per_peer {
         for peer in peers {
             let body = format!("{{\"cmd\":\"RECV\",\"id\":\"{peer}\",\"msg\":\"{text}\",\"portno\":80}}");
             let mut s = TcpStream::connect(("127.0.0.1", d.peer)).unwrap();
             s.write_all(body.as_bytes()).unwrap();
             let _ = s.read(&mut [0u8; 256]);
         }
-        if i % 20 == 19 {
-            eprint!(".");
-        }
     }
 }
 
-#[test]
-#[ignore]
-fn memory_idle_and_with_100k_unread() {
+fn recv_ingest(rows: &mut Vec<Row>, peers: &[String]) {
+    let d = Daemon::start("bench-ingest", &["--max-unread", "100000"]);
+    let reference = minimal_server();
+    let text = "r".repeat(100);
+    let bodies: Vec<String> =
+        peers.iter().map(|p| format!("{{\"cmd\":\"RECV\",\"id\":\"{p}\",\"msg\":\"{text}\",\"portno\":80}}")).collect();
+    for senders in [1, 16, 64] {
+        let minimal = ingest(reference, senders, &bodies, 3);
+        let daemon = ingest(d.peer, senders, &bodies, 3);
+        let ratio = 100.0 * daemon / minimal;
+        rows.push(row(
+            &format!("RECV ingest, {senders} senders"),
+            format!("{daemon:.0}/s = {ratio:.0}%"),
+            format!("minimal server {minimal:.0}/s"),
+            ">= 80%",
+            ratio >= 80.0,
+        ));
+    }
+    // Signed (PROTOCOL 2.3): each one verified, strictly, before anything else.
+    let keys: Vec<Key> = (0..100).map(|_| Key::new()).collect();
+    let ts = now() / 60 * 60;
+    let signed: Vec<String> = (0..20_000).map(|i| keys[i % 100].recv(&d.id, &text, ts).to_string()).collect();
+    let unsigned = ingest(d.peer, 16, &bodies, 3);
+    let daemon = ingest(d.peer, 16, &signed, 3);
+    let what = "RECV ingest, 16 senders, signed";
+    rows.push(row(what, format!("{daemon:.0}/s"), format!("unsigned {unsigned:.0}/s"), "", true));
+}
+
+/// What verifying costs by itself: the daemon's checks (`onion::verify`), one thread.
+fn verify_rate(rows: &mut Vec<Row>) {
+    use ed25519_dalek::{Signer, SigningKey};
+    let key = SigningKey::from_bytes(&random());
+    let (public, sig) = (key.verifying_key(), key.sign(&[b'v'; 200]));
+    let (start, mut n) = (Instant::now(), 0);
+    while start.elapsed() < Duration::from_secs(2) {
+        let public = ed25519_dalek::VerifyingKey::from_bytes(public.as_bytes()).unwrap();
+        assert!(!public.is_weak() && public.to_edwards().is_torsion_free());
+        public.verify_strict(&[b'v'; 200], &sig).unwrap();
+        n += 1;
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    rows.push(row("ed25519 verification, strict, one core", format!("{rate:.0}/s"), String::new(), "", true));
+}
+
+fn update_latency(rows: &mut Vec<Row>, d: &Daemon, queues: &str, peers: &[String]) {
+    let reference = minimal_server();
+    for (clients, target) in [(1, 150), (16, 1000)] {
+        let minimal = update_load(reference, peers, clients, 2);
+        let daemon = update_load(d.client, peers, clients, 2);
+        rows.push(row(
+            &format!("UPDATE, {queues}, {clients} client(s)"),
+            daemon.to_string(),
+            format!("minimal server {minimal}"),
+            &format!("p99 < {target} us"),
+            daemon.p99 < Duration::from_micros(target),
+        ));
+    }
+}
+
+fn memory_and_update(rows: &mut Vec<Row>, peers: &[String]) {
     let d = Daemon::start("bench-memory", &[]);
-    println!("RSS at idle: {} KiB", rss_kib(d.pid));
-    let peers: Vec<String> = (0..1000).map(|_| onion_id()).collect();
-    let start = Instant::now();
-    fill(&d, &peers, 100);
-    println!("\n100,000 RECV in {:?} ({:.0}/s)", start.elapsed(), 100_000.0 / start.elapsed().as_secs_f64());
-    println!("RSS with 100,000 unread from 1,000 peers: {} KiB", rss_kib(d.pid));
-    let (rps, p50, p99) = update_load(d.client, &peers[0], 1, 1);
-    println!("UPDATE with unread, 1 client: {rps:.0} req/s, p50 {p50:?}, p99 {p99:?}");
+    let idle = rss_kib(d.pid);
+    rows.push(row("RSS at idle", mib(idle), String::new(), "< 3 MiB", idle < 3 << 10));
+    update_latency(rows, &d, "empty queues", &peers[..1]);
+    fill(&d, peers, 100);
+    let full = rss_kib(d.pid);
+    let what = "RSS, 100,000 unread from 1,000 peers";
+    rows.push(row(what, mib(full), String::new(), "< 16 MiB", full < 16 << 10));
+    update_latency(rows, &d, "100,000 unread", peers);
 }
 
 /// A messages log of about `bytes`, as the daemon writes it (each record linked to the
@@ -86,7 +155,7 @@ fn big_log(path: &std::path::Path, bytes: u64, peers: &[String]) {
     let (mut at, mut last, mut unread) = (0u64, std::collections::HashMap::new(), 0);
     for peer in peers.iter().cycle() {
         let prev = last.get(peer).map_or(String::new(), |p| format!(",\"prev\":{p}"));
-        let mut lines = format!("2026-11-25T00:00:00Z {{\"t\":1795000000,\"ev\":\"recv\",\"peer\":\"{peer}\",\"msg\":\"{text}\",\"mid\":null{prev}}}\n");
+        let mut lines = format!("2026-11-25T00:00:00Z {{\"t\":1795000000,\"ev\":\"recv\",\"peer\":\"{peer}\",\"msg\":\"{text}\",\"mid\":null,\"verified\":false{prev}}}\n");
         last.insert(peer, at);
         if at < bytes {
             lines += &format!("2026-11-25T00:00:00Z {{\"t\":1795000000,\"ev\":\"read\",\"peer\":\"{peer}\"}}\n");
@@ -104,37 +173,44 @@ fn time_to_serve(d: &mut Daemon) -> Duration {
     d.kill();
     let start = Instant::now();
     d.restart();
-    let host = ask(d.client, "HOST", "localhost", "");
-    assert_eq!(host["cmd"], "HOST");
+    assert_eq!(ask(d.client, "HOST", "localhost", "")["cmd"], "HOST");
     start.elapsed()
 }
 
-#[test]
-#[ignore]
-fn start_up_with_a_1_gb_log() {
+fn start_up_and_history(rows: &mut Vec<Row>, peers: &[String]) {
     let mut d = Daemon::start("bench-start", &[]);
-    let peers: Vec<String> = (0..1000).map(|_| onion_id()).collect();
     d.kill();
     let log = d.dir.join("logs/messages.log");
-    big_log(&log, 1 << 30, &peers);
+    big_log(&log, 1 << 30, peers);
     let _ = std::fs::remove_file(d.dir.join("logs/state.json"));
-    println!("log: {} MiB", std::fs::metadata(&log).unwrap().len() >> 20);
-    println!("first start, no checkpoint (whole log replayed): {:?}", time_to_serve(&mut d));
-    println!("restart after kill -9, from the checkpoint: {:?}", time_to_serve(&mut d));
-    println!("RSS with 100,000 unread: {} KiB", rss_kib(d.pid));
+    let mb = std::fs::metadata(&log).unwrap().len() >> 20;
+    let replay = time_to_serve(&mut d);
+    let start = time_to_serve(&mut d);
+    rows.push(row(
+        &format!("start-up, {mb} MiB log, 100,000 unread"),
+        format!("{:.0} ms after kill -9", start.as_secs_f64() * 1e3),
+        format!("{:.1} s replaying the whole log (no checkpoint)", replay.as_secs_f64()),
+        "< 1 s",
+        start < Duration::from_secs(1),
+    ));
     assert_eq!(ask(d.client, "GET_PEERS", "localhost", "")["cut"].as_u64().unwrap() + 63, 1000);
     let start = Instant::now();
     let history = ask(d.client, "HISTORY", &peers[7], "50");
-    println!(
-        "HISTORY 50 at the end of the 1 GB log: {:?} ({} lines)",
-        start.elapsed(),
-        history["lines"].as_array().unwrap().len()
-    );
+    let took = start.elapsed();
+    assert_eq!(history["lines"].as_array().unwrap().len(), 50);
+    let what = format!("HISTORY, last 50 lines, end of the {mb} MiB log");
+    rows.push(row(
+        &what,
+        format!("{:.2} ms", took.as_secs_f64() * 1e3),
+        String::new(),
+        "< 10 ms",
+        took.as_millis() < 10,
+    ));
 }
 
-#[test]
-#[ignore]
-fn delivery_to_10_peers_with_and_without_a_hung_one() {
+/// 2,000 messages to 10 peers through the SOCKS stub, alternately without and with a
+/// hung destination (a new one each time) holding a delivery of its own.
+fn delivery(rows: &mut Vec<Row>) {
     let proxy = Proxy::start();
     let socks = proxy.arg();
     let sender = Daemon::start("bench-sender", &["--socks", &socks, "--max-unread", "5000"]);
@@ -142,26 +218,33 @@ fn delivery_to_10_peers_with_and_without_a_hung_one() {
         (0..10).map(|i| Daemon::start(&format!("bench-peer{i}"), &["--max-unread", "5000"])).collect();
     peers.iter().for_each(|p| proxy.route(&p.id, Route::To(p.peer)));
     let delivered = || sender.messages_log().matches("\"ev\":\"delivered\"").count();
-    let mut hung = 0;
-    for round in ["10 peers", "10 peers + hung ones", "10 peers", "10 peers + hung ones"] {
-        if round.contains("hung") {
+    let mut rates = [0.0, 0.0];
+    for round in 0..4 {
+        let hung = round % 2;
+        if hung == 1 {
             let id = onion_id();
             proxy.route(&id, Route::Hang);
             send(sender.client, &id, "into the void");
-            hung += 1;
             wait_for("the hung connection", 5, || proxy.connects(&id) == 1);
         }
         let (before, start) = (delivered(), Instant::now());
         for i in 0..200 {
-            peers.iter().for_each(|p| send(sender.client, &p.id, &format!("{round} {i}")));
+            peers.iter().for_each(|p| send(sender.client, &p.id, &format!("round {round}, {i}")));
         }
         wait_for("2,000 deliveries", 120, || delivered() >= before + 2000);
-        let secs = start.elapsed().as_secs_f64();
-        println!("{round} ({hung} hung): 2,000 delivered in {secs:.2} s: {:.0} messages/s", 2000.0 / secs);
+        rates[hung] += 2000.0 / start.elapsed().as_secs_f64() / 2.0;
     }
     for p in &peers {
         assert_eq!(p.messages_log().matches("\"ev\":\"recv\"").count(), 800);
     }
+    let change = 100.0 * (rates[1] - rates[0]) / rates[0];
+    rows.push(row(
+        "delivery to 10 peers, hung peers added",
+        format!("{:.0}/s, {change:+.0}%", rates[1]),
+        format!("{:.0}/s without", rates[0]),
+        "change < 10%",
+        change.abs() < 10.0,
+    ));
 }
 
 /// The reference for RECV ingest: accept, read one request, write a fixed reply, close,
@@ -199,17 +282,12 @@ fn minimal_server() -> u16 {
     port
 }
 
-/// RECV round trips (connect, write, read the acknowledgement to EOF, close) per second.
-fn ingest(port: u16, senders: usize, peers: &[String], secs: u64) -> f64 {
-    let text = "r".repeat(100);
+/// RECV round trips (connect, write, read the acknowledgement to EOF, close) per second;
+/// sender `t` of `senders` takes turns over every `senders`-th of `bodies`.
+fn ingest(port: u16, senders: usize, bodies: &[String], secs: u64) -> f64 {
     let threads: Vec<_> = (0..senders)
         .map(|t| {
-            let bodies: Vec<String> = peers
-                .iter()
-                .skip(t)
-                .step_by(senders.max(1))
-                .map(|p| format!("{{\"cmd\":\"RECV\",\"id\":\"{p}\",\"msg\":\"{text}\",\"portno\":80}}"))
-                .collect();
+            let bodies: Vec<String> = bodies.iter().skip(t).step_by(senders).cloned().collect();
             std::thread::spawn(move || {
                 let (end, mut n) = (Instant::now() + Duration::from_secs(secs), 0usize);
                 while Instant::now() < end {
@@ -227,29 +305,23 @@ fn ingest(port: u16, senders: usize, peers: &[String], secs: u64) -> f64 {
 
 #[test]
 #[ignore]
-fn recv_ingest_against_a_minimal_server() {
-    let d = Daemon::start("bench-ingest", &["--max-unread", "100000"]);
-    let reference = minimal_server();
+fn benchmark() {
     let peers: Vec<String> = (0..1000).map(|_| onion_id()).collect();
-    for senders in [1, 16, 64] {
-        let minimal = ingest(reference, senders, &peers, 3);
-        let daemon = ingest(d.peer, senders, &peers, 3);
-        println!(
-            "RECV ingest, {senders:2} senders: daemon {daemon:7.0}/s, minimal server {minimal:7.0}/s: {:.0}%",
-            100.0 * daemon / minimal
-        );
-    }
-}
-
-#[test]
-#[ignore]
-fn update_latency_against_a_minimal_server() {
-    let d = Daemon::start("bench-latency", &[]);
-    let reference = minimal_server();
-    let peer = onion_id();
-    for clients in [1, 16] {
-        let (_, m50, m99) = update_load(reference, &peer, clients, 3);
-        let (rps, p50, p99) = update_load(d.client, &peer, clients, 3);
-        println!("UPDATE, {clients:2} clients: daemon {rps:6.0}/s p50 {p50:?} p99 {p99:?}; minimal server p50 {m50:?} p99 {m99:?}");
+    let mut rows = Vec::new();
+    recv_ingest(&mut rows, &peers);
+    verify_rate(&mut rows);
+    memory_and_update(&mut rows, &peers);
+    start_up_and_history(&mut rows, &peers);
+    delivery(&mut rows);
+    println!("\n| figure | measured | reference, same run | target | met |\n|---|---|---|---|---|");
+    for Row(what, measured, reference, target, met) in rows {
+        let met = if target.is_empty() {
+            ""
+        } else if met {
+            "yes"
+        } else {
+            "**no**"
+        };
+        println!("| {what} | {measured} | {reference} | {target} | {met} |");
     }
 }

@@ -68,7 +68,7 @@ fn a_request_split_across_writes_is_assembled() {
         std::thread::sleep(Duration::from_millis(30));
     }
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&read_all(&mut s)).unwrap()["cmd"], "END");
-    assert_eq!(update(d.client, &peer)["msg"], "split in three");
+    assert_eq!(update(d.client, &peer)["msg"], shown("split in three"));
 }
 
 #[test]
@@ -79,7 +79,7 @@ fn only_the_first_of_two_objects_in_one_write_counts() {
     let two = serde_json::json!({"cmd": "RECV", "id": peer, "msg": "two"});
     let reply = ask_raw(d.peer, format!("{one}{two}").as_bytes());
     assert_eq!(reply["cmd"], "END");
-    assert_eq!(drain(d.client, &peer), ["one"]);
+    assert_eq!(drain(d.client, &peer), [shown("one")]);
 }
 
 #[test]
@@ -90,7 +90,7 @@ fn a_request_the_sender_closes_right_after_writing_is_served() {
     s.write_all(serde_json::json!({"cmd": "RECV", "id": peer, "msg": "bye"}).to_string().as_bytes()).unwrap();
     s.shutdown(std::net::Shutdown::Write).unwrap();
     read_all(&mut s);
-    assert_eq!(update(d.client, &peer)["msg"], "bye");
+    assert_eq!(update(d.client, &peer)["msg"], shown("bye"));
     // Half a request, then EOF: closed, nothing stored.
     let mut s = TcpStream::connect(("127.0.0.1", d.peer)).unwrap();
     s.write_all(b"{\"cmd\": \"RECV\", \"id\": \"").unwrap();
@@ -192,6 +192,6 @@ fn a_client_that_never_reads_does_not_hold_anything_up() {
             s
         })
         .collect();
-    assert_eq!(update(d.client, &peer)["msg"], "kept");
+    assert_eq!(update(d.client, &peer)["msg"], shown("kept"));
     drop(silent);
 }

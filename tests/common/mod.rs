@@ -15,11 +15,60 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// A random, valid v3 onion id (the key is random bytes, which is all the id checks need).
+pub fn random<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut bytes).unwrap();
+    bytes
+}
+
+/// A random, valid v3 onion id of a peer that does not sign: random bytes are all the id
+/// checks need (they are a valid ed25519 key only half the time).
 pub fn onion_id() -> String {
-    let mut key = [0u8; 32];
-    std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut key).unwrap();
-    onion_id_of(&key)
+    onion_id_of(&random())
+}
+
+/// An onion service key made as Tor makes it: a random seed, SHA-512, the first half
+/// clamped. Its signatures come from ed25519-dalek's plain `SigningKey`, a path that
+/// does not share the daemon's (the expanded key and `raw_sign`).
+pub struct Key {
+    pub id: String,
+    signing: ed25519_dalek::SigningKey,
+}
+
+impl Key {
+    pub fn new() -> Key {
+        let signing = ed25519_dalek::SigningKey::from_bytes(&random());
+        Key { id: onion_id_of(signing.verifying_key().as_bytes()), signing }
+    }
+
+    /// Tor's `hs_ed25519_secret_key`, mode 0600 as Tor writes it.
+    pub fn write(&self, path: &Path) {
+        use sha2::{Digest, Sha512};
+        let mut expanded: [u8; 64] = Sha512::digest(self.signing.as_bytes()).into();
+        expanded[0] &= 248;
+        expanded[31] = expanded[31] & 127 | 64;
+        let bytes = [&b"== ed25519v1-secret: type0 ==\0\0\0"[..], &expanded].concat();
+        std::fs::write(path, bytes).unwrap();
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
+
+    pub fn sign(&self, to: &str, ts: u64, mid: &str, msg: &str) -> String {
+        use base64::Engine;
+        use ed25519_dalek::Signer;
+        let signed = format!("torchat-v1\0{to}\0{}\0{ts}\0{mid}\0{msg}", self.id);
+        base64::engine::general_purpose::STANDARD.encode(self.signing.sign(signed.as_bytes()).to_bytes())
+    }
+
+    /// A signed RECV for `to`, as our daemon writes it, with the time stamp `ts`.
+    pub fn recv(&self, to: &str, msg: &str, ts: u64) -> Value {
+        let mid: String = random::<16>().iter().map(|b| format!("{b:02x}")).collect();
+        let sig = self.sign(to, ts, &mid, msg);
+        serde_json::json!({"cmd": "RECV", "id": self.id, "msg": msg, "portno": 80, "mid": mid, "ts": ts, "sig": sig})
+    }
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
 pub fn onion_id_of(key: &[u8; 32]) -> String {
@@ -65,12 +114,13 @@ pub fn bin() -> &'static str {
 }
 
 impl Daemon {
-    /// A daemon with its own onion id in a fresh temp dir.
+    /// A daemon with its own onion id and key in a fresh temp dir.
     pub fn start(name: &str, args: &[&str]) -> Daemon {
         let dir = temp_dir(name);
-        let id = onion_id();
-        std::fs::write(dir.join("hostname"), format!("{id}\n")).unwrap();
-        Daemon::start_in(dir, id, args.iter().map(|s| s.to_string()).collect())
+        let key = Key::new();
+        key.write(&dir.join("hs_ed25519_secret_key"));
+        std::fs::write(dir.join("hostname"), format!("{}\n", key.id)).unwrap();
+        Daemon::start_in(dir, key.id, args.iter().map(|s| s.to_string()).collect())
     }
 
     pub fn start_in(dir: PathBuf, id: String, args: Vec<String>) -> Daemon {
@@ -230,6 +280,11 @@ pub fn send(port: u16, peer: &str, text: &str) {
     tell(port, "SEND", peer, 80, text)
 }
 
+/// A 2017 peer's message as an UPDATE reply shows it: marked, since it is not signed.
+pub fn shown(text: &str) -> String {
+    format!("[unverified] {text}")
+}
+
 /// All UPDATE replies for `peer` until END.
 pub fn drain(port: u16, peer: &str) -> Vec<String> {
     let mut texts = Vec::new();
@@ -244,7 +299,10 @@ pub fn drain(port: u16, peer: &str) -> Vec<String> {
 
 /// What a 2017 peer writes (four keys, alphabetical), then the reply until EOF.
 pub fn recv_from(peer_port: u16, from: &str, text: &str) -> Value {
-    let body = serde_json::json!({"cmd": "RECV", "id": from, "msg": text, "portno": 80});
+    recv_raw(peer_port, &serde_json::json!({"cmd": "RECV", "id": from, "msg": text, "portno": 80}))
+}
+
+pub fn recv_raw(peer_port: u16, body: &Value) -> Value {
     let mut s = TcpStream::connect(("127.0.0.1", peer_port)).unwrap();
     s.write_all(body.to_string().as_bytes()).unwrap();
     let mut reply = Vec::new();
