@@ -173,12 +173,12 @@ impl Journal {
                     found.push(json!({"t": t, "dir": "in", "msg": msg, "verified": verified}))
                 }
                 Event::Queued { msg, mid, .. } => {
-                    let state = outcome.get(&mid).copied().unwrap_or("queued");
+                    let state = outcome.remove(&mid).unwrap_or("queued".into());
                     found.push(json!({"t": t, "dir": "out", "msg": msg, "state": state}));
                 }
-                Event::Delivered { mid, .. } => _ = outcome.entry(mid).or_insert("delivered"),
-                Event::Unconfirmed { mid, .. } => _ = outcome.entry(mid).or_insert("unconfirmed"),
-                Event::Failed { mid, .. } => _ = outcome.entry(mid).or_insert("failed"),
+                Event::Delivered { mid, .. } => _ = outcome.entry(mid).or_insert("delivered".into()),
+                Event::Unconfirmed { mid, .. } => _ = outcome.entry(mid).or_insert("unconfirmed".into()),
+                Event::Failed { mid, why, .. } => _ = outcome.entry(mid).or_insert(format!("failed: {why}")),
                 Event::Read { .. } => {}
             }
         }

@@ -231,11 +231,15 @@ impl Reactor {
                 self.running = false;
                 json!({"cmd": "EXIT", "msg": ""})
             }
-            // As many as fit in one reply; `cut` counts the others.
+            // 40 peers with unread messages and their counts (`cut` counts the others), and the
+            // 10 others last talked to: about 3.5 KB at most, which fits in one reply.
             Ok(Request::GetPeers) => {
-                let ids: Vec<&str> = self.state.peers().iter().map(OnionId::as_str).collect();
-                let fit = ids.len().min((MAX_REPLY - 100) / 63);
-                json!({"cmd": "GET_PEERS", "msg": ids[..fit].join(","), "cut": ids.len() - fit})
+                let unread = &self.state.peers()[..self.state.peers().len().min(40)];
+                let ids: Vec<&str> = unread.iter().map(OnionId::as_str).collect();
+                let counts: Vec<usize> = unread.iter().map(|p| self.state.unread(p)).collect();
+                let talked: Vec<_> = self.state.talked().into_iter().filter(|p| !unread.contains(p)).take(10).collect();
+                let cut = self.state.peers().len() - unread.len();
+                json!({"cmd": "GET_PEERS", "msg": ids.join(","), "cut": cut, "unread": counts, "talked": talked})
             }
             // The newest lines that fit in one reply; `cut` counts the older ones left out.
             Ok(Request::History { id, n }) => {

@@ -194,6 +194,17 @@ impl State {
         &self.order
     }
 
+    pub fn unread(&self, peer: &OnionId) -> usize {
+        self.unread.get(peer).map_or(0, VecDeque::len)
+    }
+
+    /// Peers of the conversations in this log file, the latest first.
+    pub fn talked(&self) -> Vec<&OnionId> {
+        let mut peers: Vec<(&OnionId, &u64)> = self.last.iter().collect();
+        peers.sort_unstable_by_key(|(_, at)| std::cmp::Reverse(**at));
+        peers.into_iter().map(|(peer, _)| peer).collect()
+    }
+
     pub fn outbox(&self) -> &HashMap<OnionId, VecDeque<Outgoing>> {
         &self.outbox
     }

@@ -19,17 +19,25 @@ fn get_peers_lists_peers_with_unread_messages_in_order_of_first_arrival() {
     let d = Daemon::start("peers", &[]);
     assert_eq!(
         ask(d.client, "GET_PEERS", "localhost", ""),
-        serde_json::json!({"cmd": "GET_PEERS", "msg": "", "cut": 0})
+        serde_json::json!({"cmd": "GET_PEERS", "msg": "", "cut": 0, "unread": [], "talked": []})
     );
     let (a, b) = (onion_id(), onion_id());
     for (from, text) in [(&b, "1"), (&a, "2"), (&b, "3")] {
         assert_eq!(recv_from(d.peer, from, text)["cmd"], "END");
     }
-    assert_eq!(ask(d.client, "GET_PEERS", "localhost", "")["msg"], format!("{b},{a}"));
+    let reply = ask(d.client, "GET_PEERS", "localhost", "");
+    assert_eq!(
+        (reply["msg"].as_str().unwrap(), &reply["unread"]),
+        (format!("{b},{a}").as_str(), &serde_json::json!([2, 1]))
+    );
     drain(d.client, &b);
-    assert_eq!(ask(d.client, "GET_PEERS", "localhost", "")["msg"], a.as_str());
+    let reply = ask(d.client, "GET_PEERS", "localhost", "");
+    assert_eq!((&reply["msg"], &reply["talked"]), (&a.as_str().into(), &serde_json::json!([b])), "{reply}");
     recv_from(d.peer, &b, "4");
-    assert_eq!(ask(d.client, "GET_PEERS", "localhost", "")["msg"], format!("{a},{b}"));
+    send(d.client, &onion_id(), "hello");
+    let reply = ask(d.client, "GET_PEERS", "localhost", "");
+    assert_eq!(reply["msg"], format!("{a},{b}"));
+    assert_eq!(reply["talked"].as_array().unwrap().len(), 1, "the peer just written to: {reply}");
 }
 
 #[test]
@@ -134,7 +142,7 @@ fn get_peers_stays_one_reply_with_many_peers() {
     }
     let reply = ask(d.client, "GET_PEERS", "localhost", "");
     let shown = reply["msg"].as_str().unwrap().split(',').count() as u64;
-    assert_eq!(shown + reply["cut"].as_u64().unwrap(), 100);
+    assert_eq!((shown, reply["cut"].as_u64().unwrap()), (40, 60));
 }
 
 #[test]

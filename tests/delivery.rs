@@ -90,6 +90,8 @@ fn a_refused_destination_ends_in_a_notice_after_the_give_up_time() {
     });
     assert_eq!(notice["msg"], "[not delivered: connection refused] are you there?");
     assert_eq!(notice["error"], "connection refused");
+    let history = ask(d[0].client, "HISTORY", &nobody, "1");
+    assert_eq!(history["lines"][0]["state"], "failed: connection refused");
     assert!(proxy.connects(&nobody) >= 2, "retried before giving up");
     assert_eq!(count(&d[0].messages_log(), "failed"), 1);
     assert!(d[0].errors_log().contains("connection refused"));
@@ -208,5 +210,12 @@ fn a_lost_acknowledgement_from_a_peer_that_acknowledges_costs_a_retry_not_a_mess
     let texts: Vec<&str> = seen.iter().map(|v| v["msg"].as_str().unwrap()).collect();
     assert_eq!(texts, ["one", "two", "two"]);
     assert_eq!(seen[1]["mid"], seen[2]["mid"], "a retry keeps the mid");
+    let key = d[0].key.as_ref().unwrap();
+    for body in seen.iter() {
+        let ts = body["ts"].as_u64().unwrap();
+        assert!(ts % 60 == 0 && now() - ts < 120, "ts to the minute, now: {body}");
+        assert!(key.signed(&peer, body), "signed for this receiver: {body}");
+        assert!(!key.signed(&onion_id(), body));
+    }
     assert_eq!(count(&d[0].messages_log(), "unconfirmed"), 0);
 }

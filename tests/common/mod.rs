@@ -59,6 +59,16 @@ impl Key {
         base64::engine::general_purpose::STANDARD.encode(self.signing.sign(signed.as_bytes()).to_bytes())
     }
 
+    /// Whether `body`, a RECV this key's daemon sent to `to`, carries a valid signature.
+    pub fn signed(&self, to: &str, body: &Value) -> bool {
+        use base64::Engine;
+        let sig = base64::engine::general_purpose::STANDARD.decode(body["sig"].as_str().unwrap_or_default());
+        let Ok(Ok(sig)) = sig.map(|s| ed25519_dalek::Signature::from_slice(&s)) else { return false };
+        let (ts, mid, msg) = (&body["ts"], body["mid"].as_str().unwrap(), body["msg"].as_str().unwrap());
+        let signed = format!("torchat-v1\0{to}\0{}\0{ts}\0{mid}\0{msg}", self.id);
+        self.signing.verifying_key().verify_strict(signed.as_bytes(), &sig).is_ok()
+    }
+
     /// A signed RECV for `to`, as our daemon writes it, with the time stamp `ts`.
     pub fn recv(&self, to: &str, msg: &str, ts: u64) -> Value {
         let mid: String = random::<16>().iter().map(|b| format!("{b:02x}")).collect();
@@ -107,6 +117,8 @@ pub struct Daemon {
     pub child: Option<Child>,
     pub pid: u32,
     args: Vec<String>,
+    /// The onion key, when the test made it.
+    pub key: Option<Key>,
 }
 
 pub fn bin() -> &'static str {
@@ -120,12 +132,14 @@ impl Daemon {
         let key = Key::new();
         key.write(&dir.join("hs_ed25519_secret_key"));
         std::fs::write(dir.join("hostname"), format!("{}\n", key.id)).unwrap();
-        Daemon::start_in(dir, key.id, args.iter().map(|s| s.to_string()).collect())
+        let mut d = Daemon::start_in(dir, key.id.clone(), args.iter().map(|s| s.to_string()).collect());
+        d.key = Some(key);
+        d
     }
 
     pub fn start_in(dir: PathBuf, id: String, args: Vec<String>) -> Daemon {
         let (child, pid, client, peer) = spawn(&dir, &args, 0, 0);
-        Daemon { dir, id, client, peer, child, pid, args }
+        Daemon { dir, id, client, peer, child, pid, args, key: None }
     }
 
     pub fn messages_log(&self) -> String {
