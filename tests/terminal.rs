@@ -1,0 +1,194 @@
+//! Our terminal client, scripts/torchat.py: full-screen in a real terminal (tmux, driven
+//! with send-keys and read with capture-pane), and its non-interactive mode.
+
+mod common;
+use common::*;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn client() -> String {
+    format!("{}/scripts/torchat.py", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A tmux server of this test's own, running the client in one window. When the client
+/// ends, the pane says how, and stays open to be read.
+struct Terminal {
+    socket: String,
+}
+
+impl Terminal {
+    fn start(port: u16, cols: u16, rows: u16) -> Terminal {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let socket = format!("torchat-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let script = format!("python3 {} {port}; echo \"client exited: $?\"; exec cat", client());
+        let t = Terminal { socket };
+        let (cols, rows) = (cols.to_string(), rows.to_string());
+        t.tmux(&["-f", "/dev/null", "new-session", "-d", "-s", "main", "-x", &cols, "-y", &rows])
+            .args(["-e", "LANG=C.UTF-8", "sh", "-c", &script])
+            .status()
+            .unwrap();
+        t
+    }
+
+    fn tmux(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("tmux");
+        c.args(["-u", "-L", &self.socket]).args(args).stdout(Stdio::piped()).stderr(Stdio::null());
+        c
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "main"]).output().unwrap().stdout).into()
+    }
+
+    fn type_line(&self, text: &str) {
+        assert!(self.tmux(&["send-keys", "-t", "main", "-l", text]).status().unwrap().success());
+        self.key("Enter");
+    }
+
+    fn key(&self, key: &str) {
+        assert!(self.tmux(&["send-keys", "-t", "main", key]).status().unwrap().success());
+    }
+
+    /// Polls the screen until `cond` holds; the screen then.
+    fn wait(&self, what: &str, cond: impl Fn(&str) -> bool) -> String {
+        let mut screen = String::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !cond(&screen) {
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}; the screen:\n{screen}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            screen = self.screen();
+        }
+        screen
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]).status();
+    }
+}
+
+fn row_of(screen: &str, text: &str) -> Option<usize> {
+    screen.lines().position(|l| l.contains(text))
+}
+
+#[test]
+fn chat_in_a_terminal_with_a_second_daemon_and_an_old_peer() {
+    let proxy = Proxy::start();
+    let (a, b) =
+        (Daemon::start("tty-a", &["--socks", &proxy.arg()]), Daemon::start("tty-b", &["--socks", &proxy.arg()]));
+    proxy.route(&a.id, Route::To(a.peer));
+    proxy.route(&b.id, Route::To(b.peer));
+    let t = Terminal::start(a.client, 110, 30);
+    t.wait("our onion id in the panel", |s| s.contains(&a.id[..29]) && s.contains("connected"));
+
+    send(b.client, &a.id, "hi from B");
+    t.wait("B with one unread message", |s| s.contains(&format!("{}... (1)", &b.id[..12])));
+    t.type_line(&b.id);
+    let screen = t.wait("the conversation with B", |s| s.contains("< hi from B"));
+    assert!(!screen.contains("[unverified]"), "B signs: {screen}");
+    assert!(!screen.contains("(1)"), "read once shown: {screen}");
+
+    t.type_line("hello B, ça va? 中文");
+    t.wait("our message delivered", |s| s.contains("> hello B, ça va? 中文  [delivered]"));
+    let got = update(b.client, &a.id);
+    assert_eq!((got["msg"].as_str(), got["verified"].as_bool()), (Some("hello B, ça va? 中文"), Some(true)));
+    send(b.client, &a.id, "fine, thanks");
+    t.wait("B's answer", |s| s.contains("< fine, thanks"));
+
+    // An unsigned message from a 2017 peer: another conversation, marked.
+    let old = onion_id();
+    recv_from(a.peer, &old, "old peer here");
+    t.wait("the old peer in the panel", |s| s.contains(&format!("{}... (1)", &old[..12])));
+    t.key("Tab");
+    t.wait("the old peer's message, marked", |s| s.contains("< old peer here  [unverified]"));
+
+    // Long lines wrap inside the pane; a narrower terminal wraps them again.
+    let long: String = (0..60).map(|i| format!("w{i:02} ")).collect();
+    recv_from(a.peer, &old, long.trim());
+    let screen = t.wait("the long message", |s| s.contains("w59"));
+    assert!(row_of(&screen, "w59").unwrap() > row_of(&screen, "w00").unwrap(), "{screen}");
+    assert!(t.tmux(&["resize-window", "-t", "main", "-x", "60", "-y", "20"]).status().unwrap().success());
+    let screen = t.wait("a redraw at 60 columns", |s| s.lines().all(|l| l.chars().count() <= 60) && s.contains("w59"));
+    assert!(row_of(&screen, "w59").unwrap() - row_of(&screen, "w00").unwrap() >= 4, "{screen}");
+
+    // Switch back with the command, and leave the daemon running.
+    t.type_line("/peer 2");
+    t.wait("B's conversation again", |s| s.contains("< fine, thanks"));
+    t.type_line("/quit");
+    t.wait("the client to end", |s| s.contains("client exited: 0"));
+    assert_eq!(ask(a.client, "HOST", "localhost", "")["id"], a.id.as_str(), "/quit leaves the daemon running");
+}
+
+#[test]
+fn the_daemon_going_away_is_a_message_and_a_retry_and_exit_stops_it() {
+    let mut d = Daemon::start("tty-away", &[]);
+    let t = Terminal::start(d.client, 100, 24);
+    t.wait("the daemon", |s| s.contains(&d.id[..29]));
+    t.type_line("/help");
+    t.wait("the help", |s| s.contains("/exit") && s.contains("/history N"));
+    d.kill();
+    t.wait("a clear message", |s| s.contains("cannot reach the daemon on 127.0.0.1") && s.contains("trying again"));
+    d.restart();
+    t.wait("it to come back", |s| s.contains("connected to the daemon"));
+    t.type_line("not an id, and no conversation open");
+    t.wait("a hint", |s| s.contains("no conversation open"));
+    t.type_line("/exit");
+    let screen = t.wait("the client to end", |s| s.contains("client exited: 0"));
+    assert!(!screen.contains("Traceback"), "{screen}");
+    assert_eq!(d.wait_exit(), 0, "/exit stops the daemon");
+}
+
+fn run(args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut child = Command::new("python3")
+        .arg(client())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
+    let Output { status, stdout, stderr } = child.wait_with_output().unwrap();
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (status.code().unwrap_or(-1), text(stdout), text(stderr))
+}
+
+#[test]
+fn the_non_interactive_mode_for_scripts() {
+    let d = Daemon::start("tty-script", &[]);
+    let port = d.client.to_string();
+    assert_eq!(run(&[&port, "--id"], ""), (0, format!("{}\n", d.id), String::new()));
+    assert_eq!(run(&[&port, "--read"], "").0, 1, "nothing to read");
+    let (p, q) = (onion_id(), onion_id());
+    recv_from(d.peer, &p, "one");
+    recv_from(d.peer, &q, "two");
+    recv_from(d.peer, &p, "three");
+    let (status, out, _) = run(&[&port, "--read"], "");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(status, 0);
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].ends_with(&format!("{p}: [unverified] one")) && lines[0].starts_with('['), "{out}");
+    assert!(lines[1].ends_with(&format!("{p}: [unverified] three")), "{out}");
+    assert!(lines[2].ends_with(&format!("{q}: [unverified] two")), "{out}");
+    assert_eq!(run(&[&port, "--read"], "").0, 1, "read once");
+
+    let (status, out, _) = run(&[&port, "--send", &p.to_uppercase(), "hello"], "");
+    assert!(status == 0 && out.starts_with(&format!("queued for {p} as ")), "{status} {out}");
+    let (status, out, _) = run(&[&port, "--send", &q, "-"], "from stdin\n");
+    assert!(status == 0 && out.starts_with("queued"), "{out}");
+    wait_for("both queued", 5, || d.messages_log().matches("\"ev\":\"queued\"").count() == 2);
+    assert!(d.messages_log().contains("\"msg\":\"from stdin\""));
+    let (status, _, err) = run(&[&port, "--send", &q, &"x".repeat(3001)], "");
+    assert!(status == 1 && err.contains("refused: message too long"), "{status} {err}");
+    let (status, _, err) = run(&[&port, "--send", "nobody", "hi"], "");
+    assert!(status == 1 && err.contains("not an onion id"), "{err}");
+
+    for args in [&[][..], &["eighty"], &[&port, "--bogus"], &[&port, "--send", &p]] {
+        let (status, _, err) = run(args, "");
+        assert!(status == 2 && err.contains("Usage"), "{args:?}: {status} {err}");
+    }
+    drop(d);
+    let (status, _, err) = run(&[&port, "--id"], "");
+    assert!(status == 3 && err.contains("cannot reach the daemon"), "{status} {err}");
+}
