@@ -229,6 +229,10 @@ pub fn open_errors_log(dir: &Path) -> Result<RawFd, String> {
     let file = open_append(&dir.join(ERRORS)).map_err(|e| failed("open", dir, e))?;
     let fd = file.as_raw_fd();
     let config = simplelog::ConfigBuilder::new().set_time_format_rfc3339().set_thread_level(LevelFilter::Off).build();
-    simplelog::WriteLogger::init(LevelFilter::Info, config, file).map_err(|e| e.to_string())?;
+    // Errors go to stderr as well: when the disk is full, the errors log cannot say so.
+    let stderr = simplelog::WriteLogger::new(LevelFilter::Error, config.clone(), std::io::stderr());
+    let loggers: Vec<Box<dyn simplelog::SharedLogger>> =
+        vec![simplelog::WriteLogger::new(LevelFilter::Info, config, file), stderr];
+    simplelog::CombinedLogger::init(loggers).map_err(|e| e.to_string())?;
     Ok(fd)
 }

@@ -1,18 +1,11 @@
 //! TORchat: a peer-to-peer chat daemon for Tor onion services. This file only reads the
 //! command line and wires the parts together.
 
-mod clock;
-mod delivery;
-mod logs;
-mod onion;
-mod protocol;
-mod reactor;
-mod store;
-
 use getopts::{Matches, Options};
-use reactor::{Limits, Reactor};
 use std::net::{SocketAddr, TcpListener};
 use std::{io::Write, os::fd::AsRawFd, path::Path, process::exit, time::Duration};
+use torchat::reactor::{Limits, Reactor};
+use torchat::{logs, onion, protocol};
 
 const USAGE: &str = "Usage: main [options] PORT\n\nServes local clients on 127.0.0.1:PORT (0: any free port).";
 const OPTIONS: [(&str, &str); 12] = [
@@ -81,6 +74,9 @@ fn main() {
         .unwrap_or_else(|e| fail(1, &e));
     let key = m.opt_str("key").map_or_else(|| Path::new(&hostname).with_file_name("hs_ed25519_secret_key"), Into::into);
     let me = onion::Identity::load(&key, me).unwrap_or_else(|e| fail(1, &e));
+    // A write past a file size limit is then an error the daemon reports, not its death.
+    // SAFETY: ignoring a signal changes no memory of this process.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     let log_dir = m.opt_str("logs").unwrap_or_else(|| "logs".into());
     let errors_fd = logs::open_errors_log(Path::new(&log_dir)).unwrap_or_else(|e| fail(1, &e));
     let (journal, state) = logs::Journal::open(Path::new(&log_dir), errors_fd).unwrap_or_else(|e| fail(1, &e));
@@ -96,8 +92,8 @@ fn main() {
     let _ = std::io::stdout().flush();
     let reactor = Reactor::new(listeners, proxy, me, journal, state, limits);
     if let Err(e) = reactor.map_err(|e| format!("cannot start: {e}")).and_then(Reactor::run) {
-        log::error!("{e}");
-        fail(1, &e);
+        log::error!("{e}"); // to the errors log and to stderr
+        exit(1);
     }
 }
 

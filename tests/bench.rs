@@ -8,12 +8,6 @@ use std::io::{BufWriter, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 /// UPDATE round trips, each a new connection as the 2017 client makes them, the clients
 /// taking turns over `peers` so that a queue of unread messages is not emptied at once.
 fn update_load(port: u16, peers: &[String], clients: usize, secs: u64) -> Vec<Duration> {

@@ -131,15 +131,6 @@ fn the_limits_of_unread_messages_are_enforced_with_an_error_the_sender_sees() {
     assert_eq!(recv_from(d.peer, &a, "room again")["cmd"], "END");
 }
 
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max.min(20000);
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
-}
-
 #[test]
 fn thousands_of_idle_connections_do_not_block_the_client_port() {
     raise_fd_limit();

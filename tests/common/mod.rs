@@ -193,6 +193,22 @@ impl Drop for Daemon {
     }
 }
 
+/// Room for thousands of sockets in this test process.
+pub fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max.min(30000);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+}
+
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 pub fn signal(pid: u32, sig: i32) {
     if pid > 0 {
         unsafe { libc::kill(pid as i32, sig) };
