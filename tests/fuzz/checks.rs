@@ -1,0 +1,120 @@
+//! What each fuzz target checks, shared by the fuzz targets (cargo fuzz, nightly) and by
+//! tests/fuzz_corpus.rs, which runs the committed corpus on stable Rust.
+
+use std::path::PathBuf;
+use torchat::logs::Journal;
+use torchat::onion::{self, OnionId};
+use torchat::protocol::{self, Request, MAX_REPLY};
+
+pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+    ("client_port", client_port),
+    ("peer_port", peer_port),
+    ("onion_id", onion_id),
+    ("signature", signature),
+    ("messages_log", messages_log),
+];
+
+fn me() -> OnionId {
+    OnionId::parse("fqgf7r4patubmetvwvlwbh4jj63wfsvt4xyhqatq62cdqkmd272tlpyd.onion").unwrap()
+}
+
+/// The client port's framing and parsing: any bytes, complete or not, give a request,
+/// a refusal, or "not complete yet"; never a panic. A refusal always fits one reply.
+pub fn client_port(data: &[u8]) {
+    if let Some(Err(refused)) = protocol::parse(data, 3000, false) {
+        assert!(protocol::encode(&protocol::refusal(&refused.why)).len() <= MAX_REPLY);
+    }
+}
+
+/// The peer port: parsing a RECV, then checking its signature and time stamp, as the
+/// daemon does with whatever a peer sends.
+pub fn peer_port(data: &[u8]) {
+    if let Some(Ok(Request::Recv(incoming))) = protocol::parse(data, 3000, true) {
+        let _ = incoming.verified(&me(), incoming.ts.unwrap_or(0));
+    }
+}
+
+/// Onion id parsing: whatever is accepted is canonical, parses again to itself, and
+/// holds a key.
+pub fn onion_id(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Ok(id) = OnionId::parse(text) {
+        assert_eq!(OnionId::parse(id.as_str()).as_ref(), Ok(&id));
+        assert_eq!(id.as_str().len(), 62);
+        let _ = id.key();
+        assert!(id.short().len() <= 26);
+    }
+}
+
+/// Signature checks on hostile input: the `sig` field's decoding, and verification with
+/// any claimed key (weak, torsion, not on the curve) and any signature bytes.
+pub fn signature(data: &[u8]) {
+    if data.len() < 96 {
+        // As text: the `sig` field of a RECV.
+        let text = serde_json::Value::from(String::from_utf8_lossy(data)).to_string();
+        let _ = onion::signature(&mut serde_json::Deserializer::from_str(&text));
+        return;
+    }
+    // As bytes: a claimed sender key, a signature, a message.
+    let from = OnionId::parse(&onion_of(&data[..32])).unwrap();
+    let text = format!("\"{}\"", base64(&data[32..96]));
+    let Ok(Some(sig)) = onion::signature(&mut serde_json::Deserializer::from_str(&text)) else {
+        panic!("64 bytes in base64 must decode")
+    };
+    let text = String::from_utf8_lossy(&data[96..]);
+    assert!(onion::verify(&me(), &from, 0, "00", &text, &sig).is_err(), "a random signature verified");
+}
+
+/// The messages log and its checkpoint as the daemon reads them at start-up, then the
+/// reads UPDATE and HISTORY make: damaged or hostile files give warnings, never a
+/// panic, a loop, or unbounded memory. The input is split at the first NUL byte into
+/// state.json and messages.log.
+pub fn messages_log(data: &[u8]) {
+    let shm = std::path::Path::new("/dev/shm");
+    let tmp = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
+    let dir: PathBuf = tmp.join(format!("torchat-fuzz-{}-{:?}", std::process::id(), std::thread::current().id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (checkpoint, log) = match data.iter().position(|&b| b == 0) {
+        Some(at) => (Some(&data[..at]), &data[at + 1..]),
+        None => (None, data),
+    };
+    if let Some(checkpoint) = checkpoint {
+        std::fs::write(dir.join("state.json"), checkpoint).unwrap();
+    }
+    std::fs::write(dir.join("messages.log"), log).unwrap();
+    if let Ok((journal, state)) = Journal::open(&dir, -1) {
+        for peer in state.talked() {
+            let _ = journal.history(state.last(peer), 50);
+        }
+        for peer in state.peers() {
+            let _ = journal.read(state.oldest_unread(peer).unwrap());
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() { ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+        }
+    }
+    out
+}
+
+/// The v3 onion id of any 32 bytes, valid key or not (the id only checks its checksum).
+fn onion_of(key: &[u8]) -> String {
+    use sha3::{Digest, Sha3_256};
+    let sum = Sha3_256::new().chain_update(b".onion checksum").chain_update(key).chain_update([3u8]).finalize();
+    let raw = [key, &sum[..2], &[3]].concat();
+    let bits: Vec<u8> = raw.iter().flat_map(|b| (0..8).rev().map(move |i| b >> i & 1)).collect();
+    let b32: String = bits
+        .chunks(5)
+        .map(|c| b"abcdefghijklmnopqrstuvwxyz234567"[c.iter().fold(0, |a, &b| a << 1 | b as usize)] as char)
+        .collect();
+    format!("{b32}.onion")
+}
