@@ -6,7 +6,9 @@ use torchat::logs::Journal;
 use torchat::onion::{self, OnionId};
 use torchat::protocol::{self, Request, MAX_REPLY};
 
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub type Check = fn(&[u8]);
+
+pub const TARGETS: [(&str, Check); 5] = [
     ("client_port", client_port),
     ("peer_port", peer_port),
     ("onion_id", onion_id),
