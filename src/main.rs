@@ -82,7 +82,12 @@ fn main() {
     let (journal, state) = logs::Journal::open(Path::new(&log_dir), errors_fd).unwrap_or_else(|e| fail(1, &e));
     let listeners = [(port, "clients"), (peer_port, "peers")].map(|(port, what)| {
         let bound = TcpListener::bind(("127.0.0.1", port)).and_then(|l| l.set_nonblocking(true).map(|_| l));
-        bound.unwrap_or_else(|e| fail(1, &format!("cannot listen for {what} on 127.0.0.1:{port}: {e}")))
+        let listener = bound.unwrap_or_else(|e| fail(1, &format!("cannot listen for {what} on 127.0.0.1:{port}: {e}")));
+        // std's backlog of 128 drops connections in a burst (each then waits a second for
+        // the kernel's retry); the kernel caps this at net.core.somaxconn.
+        // SAFETY: listen(2) on a socket this process owns, already listening.
+        unsafe { libc::listen(listener.as_raw_fd(), 4096) };
+        listener
     });
     let addr = |i: usize| listeners[i].local_addr().map_or(String::new(), |a| a.to_string());
     println!("TORchat {}: clients on {}, peers on {}", me.id, addr(0), addr(1));
