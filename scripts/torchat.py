@@ -218,6 +218,10 @@ class Chat:
         self.status, self.alarm = status, alarm
 
     def open(self, peer):
+        try:
+            self.daemon.history(peer, 1)  # the daemon checks the id: a typo is refused here
+        except (Unreachable, Refused) as e:
+            return self.say(f"cannot open {peer[:16]}...: {e}", True)
         self.peer, self.extra, self.history, self.lines, self.scroll = peer, [], [], [], 0
         self.info = []
         if peer in self.opened:

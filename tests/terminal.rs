@@ -82,6 +82,10 @@ fn chat_in_a_terminal_with_a_second_daemon_and_an_old_peer() {
     let t = Terminal::start(a.client, 110, 30);
     t.wait("our onion id in the panel", |s| s.contains(&a.id[..29]) && s.contains("connected"));
 
+    let mut typo = b.id.clone().into_bytes();
+    typo[3] = if typo[3] == b'a' { b'b' } else { b'a' };
+    t.type_line(std::str::from_utf8(&typo).unwrap());
+    t.wait("the typo refused", |s| s.contains("checksum is wrong") && s.contains("no conversation"));
     send(b.client, &a.id, "hi from B");
     t.wait("B with one unread message", |s| s.contains(&format!("{}... (1)", &b.id[..12])));
     t.type_line(&b.id);
