@@ -113,6 +113,9 @@ impl Journal {
     }
 
     pub fn checkpoint(&mut self, state: &State) -> Result<(), String> {
+        // Set first: a checkpoint that fails (disk full) is tried again after as much
+        // growth, not at every event; until then a start replays more, and that is all.
+        self.checkpointed = self.len;
         let (path, tmp) = (self.dir.join(CHECKPOINT), self.dir.join("state.json.tmp"));
         let bytes =
             serde_json::to_vec(&Checkpoint { ino: self.ino, len: self.len, state }).map_err(|e| e.to_string())?;
@@ -124,7 +127,7 @@ impl Journal {
             fs::rename(&tmp, &path)
         };
         write().map_err(|e| failed("write", &path, e))?;
-        (self.checkpointed, self.checkpoint_size) = (self.len, bytes.len() as u64);
+        self.checkpoint_size = bytes.len() as u64;
         Ok(())
     }
 
