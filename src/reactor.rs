@@ -237,7 +237,8 @@ impl Reactor {
                 let unread = &self.state.peers()[..self.state.peers().len().min(40)];
                 let ids: Vec<&str> = unread.iter().map(OnionId::as_str).collect();
                 let counts: Vec<usize> = unread.iter().map(|p| self.state.unread(p)).collect();
-                let talked: Vec<_> = self.state.talked().into_iter().filter(|p| !unread.contains(p)).take(10).collect();
+                let talked: Vec<_> =
+                    self.state.talked(50).into_iter().filter(|p| !unread.contains(p)).take(10).collect();
                 let cut = self.state.peers().len() - unread.len();
                 json!({"cmd": "GET_PEERS", "msg": ids.join(","), "cut": cut, "unread": counts, "talked": talked})
             }

@@ -198,10 +198,16 @@ impl State {
         self.unread.get(peer).map_or(0, VecDeque::len)
     }
 
-    /// Peers of the conversations in this log file, the latest first.
-    pub fn talked(&self) -> Vec<&OnionId> {
-        let mut peers: Vec<(&OnionId, &u64)> = self.last.iter().collect();
-        peers.sort_unstable_by_key(|(_, at)| std::cmp::Reverse(**at));
+    /// The `n` latest conversations in this log file, the latest first: a selection, not
+    /// a sort of every peer ever seen, since clients ask twice a second.
+    pub fn talked(&self, n: usize) -> Vec<&OnionId> {
+        let mut peers: Vec<(&OnionId, std::cmp::Reverse<u64>)> =
+            self.last.iter().map(|(p, at)| (p, std::cmp::Reverse(*at))).collect();
+        if peers.len() > n {
+            peers.select_nth_unstable_by_key(n, |p| p.1);
+            peers.truncate(n);
+        }
+        peers.sort_unstable_by_key(|p| p.1);
         peers.into_iter().map(|(peer, _)| peer).collect()
     }
 

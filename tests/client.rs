@@ -38,6 +38,16 @@ fn get_peers_lists_peers_with_unread_messages_in_order_of_first_arrival() {
     let reply = ask(d.client, "GET_PEERS", "localhost", "");
     assert_eq!(reply["msg"], format!("{a},{b}"));
     assert_eq!(reply["talked"].as_array().unwrap().len(), 1, "the peer just written to: {reply}");
+    // Conversations come latest first, whoever wrote last.
+    let (p1, p2, p3) = (onion_id(), onion_id(), onion_id());
+    for p in [&p1, &p2, &p3, &p1] {
+        recv_from(d.peer, p, "hi");
+        drain(d.client, p);
+    }
+    drain(d.client, &a);
+    drain(d.client, &b);
+    let talked = ask(d.client, "GET_PEERS", "localhost", "")["talked"].clone();
+    assert_eq!(talked.as_array().unwrap()[..3], [p1.as_str(), p3.as_str(), p2.as_str()], "{talked}");
 }
 
 #[test]

@@ -86,7 +86,7 @@ pub fn messages_log(data: &[u8]) {
     }
     std::fs::write(dir.join("messages.log"), log).unwrap();
     if let Ok((journal, state)) = Journal::open(&dir, -1) {
-        for peer in state.talked() {
+        for peer in state.talked(usize::MAX) {
             let _ = journal.history(state.last(peer), 50);
         }
         for peer in state.peers() {
