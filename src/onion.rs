@@ -109,7 +109,10 @@ impl Identity {
         let mut bytes = Vec::new();
         file.take(97).read_to_end(&mut bytes).map_err(|e| fail(&e.to_string()))?;
         let key = bytes.strip_prefix(SECRET_HEADER).and_then(|k| <&[u8; 64]>::try_from(k).ok());
-        let secret = ExpandedSecretKey::from_bytes(key.ok_or_else(|| fail("not a Tor ed25519 secret key"))?);
+        let secret = key.map(ExpandedSecretKey::from_bytes);
+        // The copy read from the file is wiped; `secret` wipes itself when dropped.
+        zeroize::Zeroize::zeroize(&mut bytes);
+        let secret = secret.ok_or_else(|| fail("not a Tor ed25519 secret key"))?;
         let public = VerifyingKey::from(&secret);
         if public.to_bytes() != id.key() {
             return Err(fail(&format!("this is not the key of {id} (wrong folder?)")));
