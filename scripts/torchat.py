@@ -157,6 +157,7 @@ class Chat:
         self.history = []  # the last HISTORY reply for the open conversation
         self.extra = []  # lines HISTORY does not hold: notices, messages from before a log rotation
         self.depth = 50
+        self.stale = False  # HISTORY must be asked again
         self.info = list(HELP[:1])  # lines of our own, shown under the conversation
         self.status, self.alarm, self.down = "connecting...", False, True
         self.text, self.cursor, self.typed, self.recall = "", 0, [], 0
@@ -187,8 +188,10 @@ class Chat:
 
     def read_new(self):
         """Takes the open conversation's unread messages (so they count as read) and
-        shows the conversation as HISTORY has it, with what HISTORY cannot show."""
-        taken = []
+        shows the conversation as HISTORY has it, with what HISTORY cannot show. HISTORY
+        is asked again only when something may have changed: a conversation just opened,
+        a message in or out, or one of ours still queued."""
+        taken, notices = [], len(self.extra)
         for _ in range(100):
             reply = self.daemon.update(self.peer)
             if reply is None:
@@ -201,6 +204,10 @@ class Chat:
                 if not verified and text.startswith("[unverified] "):
                     text = text[len("[unverified] "):]
                 taken.append((text, verified))
+        queued = any(line.get("state") == "queued" for line in self.history)
+        if not (self.stale or taken or queued or len(self.extra) > notices):
+            return
+        self.stale = False
         self.history = self.daemon.history(self.peer, self.depth)
         recent = [line.get("msg") for line in self.history if line.get("dir") == "in"][-(len(taken) + 5):]
         for text, verified in taken:
@@ -223,6 +230,7 @@ class Chat:
         except (Unreachable, Refused) as e:
             return self.say(f"cannot open {peer[:16]}...: {e}", True)
         self.peer, self.extra, self.history, self.lines, self.scroll = peer, [], [], [], 0
+        self.stale = True
         self.info = []
         if peer in self.opened:
             self.opened.remove(peer)
@@ -261,7 +269,7 @@ class Chat:
             return self.say("no conversation open: paste an onion id, or /peer N", True)
         try:
             self.daemon.send(self.peer, line)
-            self.next_poll = 0.0
+            self.stale, self.next_poll = True, 0.0
         except (Unreachable, Refused) as e:
             self.say(f"not sent: {e}", True)
 
@@ -288,7 +296,7 @@ class Chat:
                 self.say(f"/peer: expected 1 to {len(peers)} or an onion id", True)
         elif name == "/history":
             if arg.isdigit() and int(arg) > 0:
-                self.depth, self.next_poll = int(arg), 0.0
+                self.depth, self.stale, self.next_poll = int(arg), True, 0.0
             else:
                 self.say("/history: expected a number of lines", True)
         else:

@@ -53,8 +53,8 @@ pub struct Reactor {
     /// Peers whose oldest waiting message is with a delivery thread.
     busy: HashSet<OnionId>,
     reports: mpsc::Receiver<Report>,
+    /// Holds this node's identity (`courier.me`) for the delivery threads.
     courier: Courier,
-    me: OnionId,
     state: State,
     journal: Journal,
     limits: Limits,
@@ -88,7 +88,6 @@ impl Reactor {
             busy: HashSet::new(),
             reports,
             courier,
-            me: me.id.clone(),
             state,
             journal,
             limits,
@@ -221,7 +220,7 @@ impl Reactor {
 
     /// The reply, and the peer whose oldest unread message it shows.
     fn serve(&mut self, request: Result<Request, Refused>) -> (Value, Option<OnionId>) {
-        let me = &self.me;
+        let me = &self.courier.me.id;
         let reply = match request {
             Err(refused) => self.refuse(refused),
             Ok(Request::Recv(incoming)) => self.receive(incoming),
@@ -310,21 +309,18 @@ impl Reactor {
 
     fn receive(&mut self, incoming: Incoming) -> Value {
         let now = clock::now();
-        let verified = match incoming.verified(&self.me, now) {
+        let verified = match incoming.verified(&self.courier.me.id, now) {
             Ok(verified) => verified,
             Err(why) => return self.refuse(format!("RECV from {}: {why}", incoming.id).into()),
         };
         let Incoming { id: from, msg, mid, .. } = incoming;
-        let ack = json!({"cmd": "END", "id": self.me, "msg": mid.as_deref().unwrap_or_default()});
+        let ack = json!({"cmd": "END", "id": self.courier.me.id, "msg": mid.as_deref().unwrap_or_default()});
         if mid.as_ref().is_some_and(|mid| self.state.accepted(mid, now)) {
             return ack;
         }
-        let room = if mid.is_some() && !self.state.mids_room(now) {
-            Err("too many messages lately, try later")
-        } else {
-            Ok(())
-        };
-        if let Err(why) = room.and_then(|()| self.admit(&from, false)) {
+        let room = mid.is_none() || self.state.mids_room(now);
+        let admitted = if room { self.admit(&from, false) } else { Err("too many messages lately, try later") };
+        if let Err(why) = admitted {
             return self.refuse(format!("RECV from {from}: {why}").into());
         }
         self.record(Event::Recv { peer: from, msg, mid, verified }).map_or_else(|e| self.failure(e), |()| ack)

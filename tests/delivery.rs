@@ -8,19 +8,6 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-/// `n` daemons that reach each other through one proxy.
-fn network(n: usize, extra: &[&str]) -> (Proxy, Vec<Daemon>) {
-    let proxy = Proxy::start();
-    let socks = proxy.arg();
-    let mut args = vec!["--socks", socks.as_str()];
-    args.extend_from_slice(extra);
-    let daemons: Vec<Daemon> = (0..n).map(|i| Daemon::start(&format!("node{i}"), &args)).collect();
-    for d in &daemons {
-        proxy.route(&d.id, Route::To(d.peer));
-    }
-    (proxy, daemons)
-}
-
 fn count(log: &str, what: &str) -> usize {
     log.matches(&format!("\"ev\":\"{what}\"")).count()
 }

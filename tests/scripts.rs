@@ -13,11 +13,8 @@ fn python(script: &str, args: &[&str]) -> String {
 
 #[test]
 fn the_log_scripts_read_a_real_log() {
-    let proxy = Proxy::start();
-    let (a, b) =
-        (Daemon::start("script-a", &["--socks", &proxy.arg()]), Daemon::start("script-b", &["--socks", &proxy.arg()]));
-    proxy.route(&b.id, Route::To(b.peer));
-    proxy.route(&a.id, Route::To(a.peer));
+    let (_proxy, nodes) = network(2, &[]);
+    let (a, b) = (&nodes[0], &nodes[1]);
     let other = onion_id();
     recv_from(a.peer, &b.id, "hello from b");
     recv_from(a.peer, &other, "hello from someone else");

@@ -74,11 +74,8 @@ fn row_of(screen: &str, text: &str) -> Option<usize> {
 
 #[test]
 fn chat_in_a_terminal_with_a_second_daemon_and_an_old_peer() {
-    let proxy = Proxy::start();
-    let (a, b) =
-        (Daemon::start("tty-a", &["--socks", &proxy.arg()]), Daemon::start("tty-b", &["--socks", &proxy.arg()]));
-    proxy.route(&a.id, Route::To(a.peer));
-    proxy.route(&b.id, Route::To(b.peer));
+    let (_proxy, nodes) = network(2, &[]);
+    let (a, b) = (&nodes[0], &nodes[1]);
     let t = Terminal::start(a.client, 110, 30);
     t.wait("our onion id in the panel", |s| s.contains(&a.id[..29]) && s.contains("connected"));
 

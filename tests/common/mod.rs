@@ -52,11 +52,15 @@ impl Key {
         std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     }
 
+    /// The bytes a RECV's `sig` covers (PROTOCOL 2.3).
+    fn covered(&self, to: &str, ts: impl std::fmt::Display, mid: &str, msg: &str) -> Vec<u8> {
+        format!("torchat-v1\0{to}\0{}\0{ts}\0{mid}\0{msg}", self.id).into_bytes()
+    }
+
     pub fn sign(&self, to: &str, ts: u64, mid: &str, msg: &str) -> String {
         use base64::Engine;
         use ed25519_dalek::Signer;
-        let signed = format!("torchat-v1\0{to}\0{}\0{ts}\0{mid}\0{msg}", self.id);
-        base64::engine::general_purpose::STANDARD.encode(self.signing.sign(signed.as_bytes()).to_bytes())
+        base64::engine::general_purpose::STANDARD.encode(self.signing.sign(&self.covered(to, ts, mid, msg)).to_bytes())
     }
 
     /// Whether `body`, a RECV this key's daemon sent to `to`, carries a valid signature.
@@ -65,8 +69,7 @@ impl Key {
         let sig = base64::engine::general_purpose::STANDARD.decode(body["sig"].as_str().unwrap_or_default());
         let Ok(Ok(sig)) = sig.map(|s| ed25519_dalek::Signature::from_slice(&s)) else { return false };
         let (ts, mid, msg) = (&body["ts"], body["mid"].as_str().unwrap(), body["msg"].as_str().unwrap());
-        let signed = format!("torchat-v1\0{to}\0{}\0{ts}\0{mid}\0{msg}", self.id);
-        self.signing.verifying_key().verify_strict(signed.as_bytes(), &sig).is_ok()
+        self.signing.verifying_key().verify_strict(&self.covered(to, ts, mid, msg), &sig).is_ok()
     }
 
     /// A signed RECV for `to`, as our daemon writes it, with the time stamp `ts`.
@@ -191,6 +194,19 @@ impl Drop for Daemon {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// `n` daemons that reach each other through one proxy.
+pub fn network(n: usize, extra: &[&str]) -> (Proxy, Vec<Daemon>) {
+    let proxy = Proxy::start();
+    let socks = proxy.arg();
+    let mut args = vec!["--socks", socks.as_str()];
+    args.extend_from_slice(extra);
+    let daemons: Vec<Daemon> = (0..n).map(|i| Daemon::start(&format!("node{i}"), &args)).collect();
+    for d in &daemons {
+        proxy.route(&d.id, Route::To(d.peer));
+    }
+    (proxy, daemons)
 }
 
 /// Room for thousands of sockets in this test process.
