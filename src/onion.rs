@@ -1,14 +1,16 @@
-//! Onion ids and keys (PROTOCOL 2.3). The only way to get an `OnionId` is `parse`, so
+//! Onion ids and keys (PROTOCOL.md §4). The only way to get an `OnionId` is `parse`, so
 //! the rest of the daemon never handles an address that is not a checksummed v3 onion
 //! id. A v3 id is an ed25519 public key: our messages are signed with the onion
 //! service's secret key, and a peer's are verified against the id they claim.
 
-use base64::{engine::general_purpose::STANDARD, Engine};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use ed25519_dalek::hazmat::{raw_sign, ExpandedSecretKey};
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Deserializer, Serialize};
 use sha3::{Digest, Sha3_256};
-use std::{fmt, io::Read, os::unix::fs::MetadataExt, path::Path};
+use std::os::unix::fs::MetadataExt;
+use std::{fmt, io::Read, path::Path};
 
 const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
@@ -23,7 +25,8 @@ impl OnionId {
     pub fn parse(s: &str) -> Result<OnionId, String> {
         let lower = s.trim().to_ascii_lowercase();
         let b32 = lower.strip_suffix(".onion").unwrap_or(&lower);
-        let raw = decode(b32).ok_or("not an onion id: expected 56 base32 characters")?;
+        let why = "not an onion id: expected 56 base32 characters";
+        let raw = decode(b32).ok_or(why)?;
         let (key, rest) = raw.split_at(32);
         if rest[2] != 3 {
             return Err("not a v3 onion id".into());
@@ -51,7 +54,11 @@ impl OnionId {
 }
 
 fn checksum(key: &[u8]) -> [u8; 2] {
-    let digest = Sha3_256::new().chain_update(b".onion checksum").chain_update(key).chain_update([3u8]).finalize();
+    let mut hash = Sha3_256::new();
+    hash.update(b".onion checksum");
+    hash.update(key);
+    hash.update([3u8]);
+    let digest = hash.finalize();
     [digest[0], digest[1]]
 }
 
@@ -63,7 +70,8 @@ fn decode(b32: &str) -> Option<Vec<u8>> {
     let (mut bits, mut acc, mut out) = (0u32, 0u32, Vec::with_capacity(35));
     for c in b32.bytes() {
         // Only the `bits` low bits are still pending, never more than 12.
-        acc = ((acc << 5) | ALPHABET.iter().position(|&a| a == c)? as u32) & 0xfff;
+        let value = ALPHABET.iter().position(|&a| a == c)? as u32;
+        acc = ((acc << 5) | value) & 0xfff;
         bits += 5;
         if bits >= 8 {
             bits -= 8;
@@ -75,7 +83,8 @@ fn decode(b32: &str) -> Option<Vec<u8>> {
 
 impl<'de> Deserialize<'de> for OnionId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        OnionId::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+        let text = String::deserialize(d)?;
+        OnionId::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -103,27 +112,31 @@ impl Identity {
     pub fn load(path: &Path, id: OnionId) -> Result<Identity, String> {
         let fail = |why: &str| format!("{}: {why}", path.display());
         let file = std::fs::File::open(path).map_err(|e| fail(&e.to_string()))?;
-        if file.metadata().map_err(|e| fail(&e.to_string()))?.mode() & 0o077 != 0 {
+        let meta = file.metadata().map_err(|e| fail(&e.to_string()))?;
+        if meta.mode() & 0o077 != 0 {
             return Err(fail("other users can read it: chmod 600 it, as Tor does"));
         }
         let mut bytes = Vec::new();
         file.take(97).read_to_end(&mut bytes).map_err(|e| fail(&e.to_string()))?;
-        let key = bytes.strip_prefix(SECRET_HEADER).and_then(|k| <&[u8; 64]>::try_from(k).ok());
+        let body = bytes.strip_prefix(SECRET_HEADER);
+        let key = body.and_then(|k| <&[u8; 64]>::try_from(k).ok());
         let secret = key.map(ExpandedSecretKey::from_bytes);
         // The copy read from the file is wiped; `secret` wipes itself when dropped.
         zeroize::Zeroize::zeroize(&mut bytes);
         let secret = secret.ok_or_else(|| fail("not a Tor ed25519 secret key"))?;
         let public = VerifyingKey::from(&secret);
         if public.to_bytes() != id.key() {
-            return Err(fail(&format!("this is not the key of {id} (wrong folder?)")));
+            let why = format!("this is not the key of {id} (wrong folder?)");
+            return Err(fail(&why));
         }
         Ok(Identity { id, secret, public })
     }
 
-    /// Base64 of the signature of this message to `to` (PROTOCOL 2.3).
+    /// Base64 of the signature of this message to `to` (PROTOCOL.md §4).
     pub fn sign(&self, to: &OnionId, ts: u64, mid: &str, msg: &str) -> String {
         let signed = signed(to, &self.id, ts, mid, msg);
-        STANDARD.encode(raw_sign::<sha2::Sha512>(&self.secret, &signed, &self.public).to_bytes())
+        let sig = raw_sign::<sha2::Sha512>(&self.secret, &signed, &self.public);
+        STANDARD.encode(sig.to_bytes())
     }
 }
 
@@ -133,18 +146,15 @@ fn signed(to: &OnionId, from: &OnionId, ts: u64, mid: &str, msg: &str) -> Vec<u8
 
 /// `sig` is `from`'s signature of this message to `to`. Strict: a key of small order or
 /// with a torsion component, and a non-canonical signature, are refused.
-pub fn verify(to: &OnionId, from: &OnionId, ts: u64, mid: &str, msg: &str, sig: &Signature) -> Result<(), String> {
-    let key = VerifyingKey::from_bytes(&from.key()).map_err(|_| "the sender's id is not an ed25519 key")?;
+pub fn verify(
+    to: &OnionId, from: &OnionId, ts: u64, mid: &str, msg: &str, sig: &Signature,
+) -> Result<(), &'static str> {
+    let key = VerifyingKey::from_bytes(&from.key());
+    let key = key.map_err(|_| "the sender's id is not an ed25519 key")?;
     if key.is_weak() || !key.to_edwards().is_torsion_free() {
-        return Err("the sender's id is a weak key".into());
+        return Err("the sender's id is a weak key");
     }
-    key.verify_strict(&signed(to, from, ts, mid, msg), sig).map_err(|_| "the signature does not verify".into())
-}
-
-/// `sig` on the wire: 64 bytes in standard base64, padded, canonical.
-pub fn signature<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Signature>, D::Error> {
-    let text = String::deserialize(d)?;
-    let bytes = STANDARD.decode(&text).ok().and_then(|b| <[u8; 64]>::try_from(b).ok());
-    let sig = bytes.ok_or_else(|| serde::de::Error::custom("\"sig\": expected 64 bytes in base64"))?;
-    Ok(Some(Signature::from_bytes(&sig)))
+    let signed = signed(to, from, ts, mid, msg);
+    let checked = key.verify_strict(&signed, sig);
+    checked.map_err(|_| "the signature does not verify")
 }

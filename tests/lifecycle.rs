@@ -16,7 +16,7 @@ fn run(args: &[&str]) -> (i32, String, String) {
 fn help_and_bad_command_lines() {
     let (status, out, _) = run(&["--help"]);
     assert_eq!(status, 0);
-    for option in ["--daemon", "--peer-port", "--hostname", "--logs", "--socks", "--max-text", "--idle"] {
+    for option in ["--daemon", "--peer-port", "--hostname", "--logs", "--socks", "--max-strangers", "--idle"] {
         assert!(out.contains(option), "{option} missing from --help");
     }
     for args in [&["--bogus", "8000"][..], &["eighty"], &["70000"], &[], &["1", "2"], &["--idle", "x", "1"]] {
@@ -101,7 +101,7 @@ fn exit_sigterm_and_sigint_stop_cleanly_and_keep_the_unread_set() {
 
 #[test]
 fn kill_9_loses_nothing_acknowledged_and_shows_nothing_twice() {
-    let mut d = Daemon::start("kill9", &[]);
+    let mut d = Daemon::start("kill9", &["--stranger-unread", "1000"]);
     let peer = onion_id();
     let mut expected = Vec::new();
     for round in 0..5 {
@@ -139,33 +139,25 @@ fn a_last_line_cut_by_a_crash_does_not_stop_the_next_start() {
 }
 
 #[test]
-fn start_up_replays_only_what_follows_the_checkpoint() {
-    let mut d = Daemon::start("checkpoint", &[]);
+fn start_up_rebuilds_the_state_from_the_messages_log_and_skips_damaged_lines() {
+    let mut d = Daemon::start("replay", &[]);
     let peer = onion_id();
-    recv_from(d.peer, &peer, "read before the checkpoint");
-    recv_from(d.peer, &peer, "unread at the checkpoint");
-    assert_eq!(update(d.client, &peer)["msg"], shown("read before the checkpoint"));
-    tell(d.client, "EXIT", "localhost", 8000, "");
-    assert_eq!(d.wait_exit(), 0);
-    // Damage the 'read' record, keeping the length so that the checkpoint stays valid: a
-    // start that re-scanned the log would skip it and show that message again.
+    for text in ["one", "two", "three"] {
+        recv_from(d.peer, &peer, text);
+    }
+    assert_eq!(update(d.client, &peer)["msg"], shown("one"));
+    d.crash_and_restart();
+    assert_eq!(update(d.client, &peer)["msg"], shown("two"));
+    d.kill();
+    // Damage the second 'read' record: that message counts as unread again.
     let log = d.dir.join("logs/messages.log");
     let text = std::fs::read_to_string(&log).unwrap();
-    let damaged = text.lines().map(|l| if l.contains("\"read\"") { l.replace("{\"t\"", "{XXX") } else { l.into() });
-    std::fs::write(&log, damaged.map(|l| l + "\n").collect::<String>()).unwrap();
-    d.restart();
-    recv_from(d.peer, &peer, "after the checkpoint");
-    d.crash_and_restart();
-    assert_eq!(drain(d.client, &peer), ["unread at the checkpoint", "after the checkpoint"].map(shown));
-    assert!(!d.errors_log().contains("damaged"));
-    // Without its checkpoint, the state is rebuilt from the whole log: the damaged
-    // lines are skipped, and said so.
-    d.kill();
-    std::fs::remove_file(d.dir.join("logs/state.json")).unwrap();
+    let reads: Vec<usize> = text.match_indices("\"read\"").map(|(at, _)| at).collect();
+    let damaged = format!("{}XXXX{}", &text[..reads[1]], &text[reads[1] + 6..]);
+    std::fs::write(&log, damaged).unwrap();
     d.restart();
     assert!(d.errors_log().contains("skipped 1 damaged lines"), "{}", d.errors_log());
-    // Reads take the oldest: with one skipped, one message is unread again.
-    assert_eq!(drain(d.client, &peer).len(), 1);
+    assert_eq!(drain(d.client, &peer), ["two", "three"].map(shown));
 }
 
 #[test]
@@ -181,40 +173,45 @@ fn detached_daemon_serves_and_stops_on_exit() {
 }
 
 #[test]
-fn sighup_reopens_both_logs_for_logrotate() {
+fn sighup_reopens_the_errors_log_and_the_messages_log_is_never_rotated() {
     let d = Daemon::start("hup", &[]);
     let (peer, logs) = (onion_id(), d.dir.join("logs"));
-    recv_from(d.peer, &peer, "before rotation");
+    recv_from(d.peer, &peer, "before");
     ask(d.client, "NOPE", "localhost", "");
-    for name in ["messages.log", "errors.log"] {
-        std::fs::rename(logs.join(name), logs.join(format!("{name}.1"))).unwrap();
-    }
+    std::fs::rename(logs.join("errors.log"), logs.join("errors.log.1")).unwrap();
     signal(d.pid, libc::SIGHUP);
-    wait_for("a new messages.log", 5, || logs.join("messages.log").exists());
-    recv_from(d.peer, &peer, "after rotation");
+    wait_for("a new errors.log", 5, || logs.join("errors.log").exists());
+    recv_from(d.peer, &peer, "after");
     ask(d.client, "AGAIN", "localhost", "");
-    let old = std::fs::read_to_string(logs.join("messages.log.1")).unwrap();
-    assert!(old.contains("before rotation") && !old.contains("after rotation"));
-    // The new log starts with a copy of what is still unread, so the old one can go.
-    let new = d.messages_log();
-    let carried: Vec<&str> = new.lines().filter(|l| l.contains("\"carried\":true")).collect();
-    assert!(carried.len() == 1 && carried[0].contains("before rotation"), "{new}");
-    assert!(new.contains("after rotation"));
-    std::fs::remove_file(logs.join("messages.log.1")).unwrap();
     assert!(d.errors_log().contains("AGAIN") && !d.errors_log().contains("NOPE"));
-    assert_eq!(drain(d.client, &peer), ["before rotation", "after rotation"].map(shown));
+    let old = std::fs::read_to_string(logs.join("errors.log.1")).unwrap();
+    assert!(old.contains("NOPE") && !old.contains("AGAIN"));
+    // The messages log is the history: one file, both messages in it.
+    assert!(d.messages_log().contains("before") && d.messages_log().contains("after"));
+    assert_eq!(drain(d.client, &peer), ["before", "after"].map(shown));
 }
 
 #[test]
-fn a_crash_after_rotation_still_finds_what_the_rotated_log_holds() {
-    let mut d = Daemon::start("rotated", &[]);
-    let (peer, logs) = (onion_id(), d.dir.join("logs"));
-    recv_from(d.peer, &peer, "checkpointed");
-    signal(d.pid, libc::SIGHUP);
-    wait_for("the checkpoint", 5, || std::fs::read(logs.join("state.json")).is_ok_and(|s| !s.is_empty()));
-    recv_from(d.peer, &peer, "only in the rotated file");
-    // logrotate renames the file; the daemon dies before its SIGHUP.
-    std::fs::rename(logs.join("messages.log"), logs.join("messages.log.1")).unwrap();
-    d.crash_and_restart();
-    assert_eq!(drain(d.client, &peer), ["checkpointed", "only in the rotated file"].map(shown));
+fn a_log_with_the_copies_an_earlier_version_carried_over_a_rotation_still_loads() {
+    let dir = temp_dir("carried");
+    let key = Key::new();
+    key.write(&dir.join("hs_ed25519_secret_key"));
+    std::fs::write(dir.join("hostname"), format!("{}\n", key.id)).unwrap();
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    let peer = onion_id();
+    let line = |t: u64, fields: &str| format!("2026-11-25T18:00:00Z {{\"t\":{t},\"ev\":{fields}}}\n");
+    let recv =
+        format!("\"recv\",\"peer\":\"{peer}\",\"msg\":\"carried\",\"mid\":null,\"verified\":false,\"carried\":true");
+    let queued = format!(
+        "\"queued\",\"peer\":\"{peer}\",\"mid\":\"{}\",\"port\":80,\"msg\":\"unsent\",\"carried\":true",
+        "a".repeat(32)
+    );
+    let failed = format!("\"failed\",\"peer\":\"{peer}\",\"mid\":\"\",\"why\":\"x\",\"msg\":\"\"");
+    std::fs::write(dir.join("logs/messages.log"), [line(1, &failed), line(2, &recv), line(3, &queued)].concat())
+        .unwrap();
+    let d = Daemon::start_in(dir, key.id.clone(), vec!["--socks".into(), "127.0.0.1:1".into()]);
+    assert_eq!(update(d.client, &peer)["msg"], "[not delivered: x] ");
+    assert_eq!(update(d.client, &peer)["msg"], shown("carried"));
+    let history = ask(d.client, "HISTORY", &peer, "10");
+    assert_eq!(history["lines"].as_array().unwrap().len(), 1, "{history}");
 }

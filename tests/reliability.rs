@@ -69,7 +69,7 @@ fn random_ms(lo: u64, hi: u64) -> Duration {
 
 #[test]
 fn kill_9_at_random_points_under_a_stream_loses_nothing_acknowledged() {
-    let mut d = Daemon::start("kill-stream", &["--max-unread", "100000"]);
+    let mut d = Daemon::start("kill-stream", &["--stranger-unread", "100000"]);
     let (client, peer_port, from) = (d.client, d.peer, onion_id());
     let stop = Arc::new(AtomicBool::new(false));
     // The sender retries each message, same mid, until it is acknowledged.
@@ -141,7 +141,7 @@ fn kill_9_at_random_points_under_a_stream_loses_nothing_acknowledged() {
 fn kill_9_of_the_sender_at_random_points_delivers_each_accepted_message_once() {
     let proxy = Proxy::start();
     let mut a = Daemon::start("kill-sender", &["--socks", &proxy.arg()]);
-    let b = Daemon::start("kill-receiver", &["--max-unread", "5000"]);
+    let b = Daemon::start("kill-receiver", &["--stranger-unread", "5000"]);
     proxy.route(&b.id, Route::To(b.peer));
     let (client, to) = (a.client, b.id.clone());
     let stop = Arc::new(AtomicBool::new(false));
@@ -251,7 +251,7 @@ fn ten_thousand_idle_and_trickling_connections_leave_the_client_port_serving() {
 
 #[test]
 fn a_flooding_peer_is_refused_at_its_limit_and_others_still_get_through() {
-    let d = Daemon::start("flood", &["--max-unread", "200"]);
+    let d = Daemon::start("flood", &["--stranger-unread", "200", "--max-strangers", "51"]);
     let flooder = onion_id();
     let errors = Arc::new(Mutex::new(Vec::new()));
     let threads: Vec<_> = (0..4)
@@ -274,9 +274,10 @@ fn a_flooding_peer_is_refused_at_its_limit_and_others_still_get_through() {
     }
     threads.into_iter().for_each(|t| t.join().unwrap());
     let errors = errors.lock().unwrap();
-    assert_eq!(errors.len(), 1200 - 200, "beyond --max-unread, each one refused");
-    assert!(errors.iter().all(|e| e.contains("too many messages waiting for this peer")), "{errors:?}");
-    assert!(d.errors_log().contains("too many messages waiting for this peer"));
+    assert_eq!(errors.len(), 1200 - 200, "beyond --stranger-unread, each one refused");
+    let busy = "busy: too many messages from unknown senders, try later";
+    assert!(errors.iter().all(|e| e.contains(busy)), "{errors:?}");
+    assert!(d.errors_log().contains(busy));
     assert_eq!(drain(d.client, &flooder).len(), 200);
     for other in &others {
         assert_eq!(drain(d.client, other), [shown("meanwhile")]);

@@ -200,7 +200,9 @@ impl Drop for Daemon {
 pub fn network(n: usize, extra: &[&str]) -> (Proxy, Vec<Daemon>) {
     let proxy = Proxy::start();
     let socks = proxy.arg();
-    let mut args = vec!["--socks", socks.as_str()];
+    // Daemons that write to each other without having been written to are strangers
+    // to each other (PROTOCOL.md §5); these tests are about delivery, not that bound.
+    let mut args = vec!["--socks", socks.as_str(), "--stranger-unread", "100000"];
     args.extend_from_slice(extra);
     let daemons: Vec<Daemon> = (0..n).map(|i| Daemon::start(&format!("node{i}"), &args)).collect();
     for d in &daemons {

@@ -2,15 +2,16 @@
 //! tests/fuzz_corpus.rs, which runs the committed corpus on stable Rust.
 
 use std::path::PathBuf;
-use torchat::logs::Journal;
+use torchat::journal::Journal;
 use torchat::onion::{self, OnionId};
-use torchat::protocol::{self, Request, MAX_REPLY};
+use torchat::wire::{self, Port, Request, MAX_REPLY};
 
 pub type Check = fn(&[u8]);
 
-pub const TARGETS: [(&str, Check); 5] = [
+pub const TARGETS: [(&str, Check); 6] = [
     ("client_port", client_port),
     ("peer_port", peer_port),
+    ("ack", ack),
     ("onion_id", onion_id),
     ("signature", signature),
     ("messages_log", messages_log),
@@ -23,16 +24,32 @@ fn me() -> OnionId {
 /// The client port's framing and parsing: any bytes, complete or not, give a request,
 /// a refusal, or "not complete yet"; never a panic. A refusal always fits one reply.
 pub fn client_port(data: &[u8]) {
-    if let Some(Err(refused)) = protocol::parse(data, 3000, false) {
-        assert!(protocol::encode(&protocol::refusal(&refused.why)).len() <= MAX_REPLY);
+    if let Some(Err(refused)) = wire::request(Port::Client, data) {
+        assert!(refused.why.len() <= 200, "an unbounded reason: {}", refused.why);
+        assert!(wire::encode(&wire::refusal(&refused.why)).len() <= MAX_REPLY);
     }
 }
 
-/// The peer port: parsing a RECV, then checking its signature and time stamp, as the
-/// daemon does with whatever a peer sends.
+/// The peer port: parsing a RECV, then checking its signature, as the daemon does with
+/// whatever a peer sends.
 pub fn peer_port(data: &[u8]) {
-    if let Some(Ok(Request::Recv(incoming))) = protocol::parse(data, 3000, true) {
-        let _ = incoming.verified(&me(), incoming.ts.unwrap_or(0));
+    match wire::request(Port::Peer, data) {
+        Some(Ok(Request::Recv(recv))) => {
+            if let (Some((ts, sig)), Some(mid)) = (&recv.signed, &recv.mid) {
+                let _ = onion::verify(&me(), &recv.from, *ts, mid.as_str(), &recv.text.0, sig);
+            }
+        }
+        Some(Ok(_)) => panic!("the peer port took a command other than RECV"),
+        Some(Err(refused)) => assert!(refused.why.len() <= 200 && refused.peer.is_none()),
+        None => {}
+    }
+}
+
+/// A peer's reply to our RECV: an acknowledgement, a refusal with a bounded reason, or
+/// not one; never a panic.
+pub fn ack(data: &[u8]) {
+    if let Some(Err(why)) = wire::ack(data, "0123456789abcdef0123456789abcdef") {
+        assert!(why.len() <= 200, "an unbounded reason: {why}");
     }
 }
 
@@ -53,43 +70,43 @@ pub fn onion_id(data: &[u8]) {
 pub fn signature(data: &[u8]) {
     if data.len() < 96 {
         // As text: the `sig` field of a RECV.
-        let text = serde_json::Value::from(String::from_utf8_lossy(data)).to_string();
-        let _ = onion::signature(&mut serde_json::Deserializer::from_str(&text));
+        let sig = String::from_utf8_lossy(data);
+        let _ = wire::request(Port::Peer, recv(&me(), &sig, "text").as_bytes());
         return;
     }
     // As bytes: a claimed sender key, a signature, a message.
     let from = OnionId::parse(&onion_of(&data[..32])).unwrap();
-    let text = format!("\"{}\"", base64(&data[32..96]));
-    let Ok(Some(sig)) = onion::signature(&mut serde_json::Deserializer::from_str(&text)) else {
-        panic!("64 bytes in base64 must decode")
-    };
     let text = String::from_utf8_lossy(&data[96..]);
-    assert!(onion::verify(&me(), &from, 0, "00", &text, &sig).is_err(), "a random signature verified");
+    let Some(Ok(Request::Recv(recv))) =
+        wire::request(Port::Peer, recv(&from, &base64(&data[32..96]), &text).as_bytes())
+    else {
+        return; // an empty or too long text
+    };
+    let (ts, sig) = recv.signed.expect("64 bytes in base64 must decode");
+    let mid = recv.mid.unwrap();
+    assert!(onion::verify(&me(), &from, ts, mid.as_str(), &text, &sig).is_err(), "a random signature verified");
 }
 
-/// The messages log and its checkpoint as the daemon reads them at start-up, then the
-/// reads UPDATE and HISTORY make: damaged or hostile files give warnings, never a
-/// panic, a loop, or unbounded memory. The input is split at the first NUL byte into
-/// state.json and messages.log.
+fn recv(from: &OnionId, sig: &str, text: &str) -> String {
+    let mid = "0123456789abcdef0123456789abcdef";
+    serde_json::json!({"cmd": "RECV", "id": from, "msg": text, "mid": mid, "ts": 0, "sig": sig}).to_string()
+}
+
+/// The messages log as the daemon reads it at start-up, then the reads UPDATE and
+/// HISTORY make: a damaged or hostile file gives warnings, never a panic, a loop, or
+/// unbounded memory.
 pub fn messages_log(data: &[u8]) {
     let shm = std::path::Path::new("/dev/shm");
     let tmp = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
     let dir: PathBuf = tmp.join(format!("torchat-fuzz-{}-{:?}", std::process::id(), std::thread::current().id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let (checkpoint, log) = match data.iter().position(|&b| b == 0) {
-        Some(at) => (Some(&data[..at]), &data[at + 1..]),
-        None => (None, data),
-    };
-    if let Some(checkpoint) = checkpoint {
-        std::fs::write(dir.join("state.json"), checkpoint).unwrap();
-    }
-    std::fs::write(dir.join("messages.log"), log).unwrap();
+    std::fs::write(dir.join("messages.log"), data).unwrap();
     if let Ok((journal, state)) = Journal::open(&dir, -1) {
         for peer in state.talked(usize::MAX) {
             let _ = journal.history(state.last(peer), 50);
         }
-        for peer in state.peers() {
+        for peer in state.waiting() {
             let _ = journal.read(state.oldest_unread(peer).unwrap());
         }
     }
