@@ -3,19 +3,16 @@
 //! the message has an outcome, which it reports as the event to record, through a
 //! channel and the reactor's Waker. The threads share nothing else with the reactor.
 
-use crate::clock;
-use crate::node::Job;
 use crate::onion::{Identity, OnionId};
-use crate::state::Outgoing;
 use crate::wire::{self, Event, MAX_REPLY};
+use crate::{clock, state::Outgoing};
 use log::warn;
 use mio::Waker;
 use serde_json::json;
 use socks::Socks5Stream;
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
 use std::sync::{mpsc::Sender, Arc};
-use std::{thread, time::Duration};
+use std::{net::SocketAddr, thread, time::Duration};
 
 /// How long a receiver gets to acknowledge a complete RECV (PROTOCOL.md §6).
 const ACK: Duration = Duration::from_secs(30);
@@ -26,21 +23,25 @@ pub type Report = (OnionId, Event);
 #[derive(Clone)]
 pub struct Courier {
     pub me: Arc<Identity>,
+    /// Tor's SOCKS5 port.
     pub proxy: SocketAddr,
+    /// Seconds to keep retrying a delivery.
     pub give_up: u64,
     pub reports: Sender<Report>,
     pub waker: Arc<Waker>,
 }
 
 impl Courier {
-    pub fn send(&self, job: Job) -> io::Result<()> {
+    /// `acker`: the peer has acknowledged before, so its silence is a lost
+    /// acknowledgement and the message is sent again (PROTOCOL.md §6).
+    pub fn send(&self, peer: OnionId, next: Outgoing, acker: bool) -> io::Result<()> {
         let courier = self.clone();
         let thread = thread::Builder::new().name("delivery".into());
-        thread.spawn(move || courier.deliver(job))?;
+        thread.spawn(move || courier.deliver(peer, next, acker))?;
         Ok(())
     }
 
-    fn deliver(self, Job { peer, next, acker }: Job) {
+    fn deliver(self, peer: OnionId, next: Outgoing, acker: bool) {
         let mut backoff = 1;
         let outcome = loop {
             let why = match self.attempt(&peer, &next) {
@@ -67,29 +68,22 @@ impl Courier {
     fn attempt(&self, to: &OnionId, next: &Outgoing) -> Result<bool, String> {
         // Signed anew at each attempt, with a time stamp to the minute (PROTOCOL.md §4).
         let ts = clock::now() / 60 * 60;
-        let sig = self.me.sign(to, ts, &next.mid, &next.text);
-        let (id, msg, mid) = (&self.me.id, &next.text, &next.mid);
-        let port = next.port;
-        let request = json!({"cmd": "RECV", "id": id, "msg": msg, "portno": port,
-            "mid": mid, "ts": ts, "sig": sig});
-        // No timeout of ours on the handshake: Tor bounds it (SocksTimeout, AUDIT.md).
-        let target = (to.as_str(), next.port);
-        let socks = Socks5Stream::connect(self.proxy, target);
+        let (id, msg, mid, port) = (&self.me.id, &next.text, &next.mid, next.port);
+        let sig = self.me.sign(to, ts, mid, msg);
+        let request = json!({"cmd": "RECV", "id": id, "msg": msg, "portno": port, "mid": mid, "ts": ts, "sig": sig});
+        // No timeout of ours on the handshake: Tor bounds it (SocksTimeout; AUDIT.md).
+        let socks = Socks5Stream::connect(self.proxy, (to.as_str(), port));
         let mut stream = socks.map_err(|e| self.socks_error(e))?.into_inner();
         // No shutdown(SHUT_WR) after it: Tor would end the whole stream (TORNET.md).
-        let bytes = request.to_string();
-        let timed = stream.set_write_timeout(Some(ACK));
-        let sent = timed.and_then(|()| stream.write_all(bytes.as_bytes()));
-        sent.map_err(|e| words("sending", e))?;
+        stream.set_write_timeout(Some(ACK)).map_err(|e| words("sending", e))?;
+        stream.write_all(request.to_string().as_bytes()).map_err(|e| words("sending", e))?;
         let _ = stream.set_read_timeout(Some(ACK));
-        let mut reply = Vec::new();
-        let mut chunk = [0u8; 1024];
+        let (mut reply, mut chunk) = (Vec::new(), [0u8; 1024]);
         while reply.len() <= MAX_REPLY {
-            let n = match stream.read(&mut chunk) {
+            match stream.read(&mut chunk) {
                 Ok(0) | Err(_) => return Ok(false),
-                Ok(n) => n,
-            };
-            reply.extend_from_slice(&chunk[..n]);
+                Ok(n) => reply.extend_from_slice(&chunk[..n]),
+            }
             if let Some(ack) = wire::ack(&reply, mid) {
                 return ack;
             }
@@ -99,10 +93,10 @@ impl Courier {
 
     /// The proxy's refusal comes in RFC 1928's words; anything else is about reaching it.
     fn socks_error(&self, e: io::Error) -> String {
-        if e.kind() == io::ErrorKind::Other {
-            return e.to_string();
+        match e.kind() {
+            io::ErrorKind::Other => e.to_string(),
+            _ => words(&format!("Tor's SOCKS port {}", self.proxy), e),
         }
-        words(&format!("Tor's SOCKS port {}", self.proxy), e)
     }
 }
 

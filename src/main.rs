@@ -3,25 +3,19 @@
 #![deny(unsafe_code)]
 
 use getopts::{Matches, Options};
-use mio::net::TcpListener;
-use std::io::Write;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::exit;
-use std::time::Duration;
+use mio::{net::TcpListener, Poll, Waker};
+use std::{io::Write, net::SocketAddr, path::Path, process::exit, sync::mpsc, sync::Arc};
 use torchat::journal::{self, Journal};
-use torchat::node::Node;
 use torchat::onion::{Identity, OnionId};
-use torchat::reactor::{Config, Reactor};
-use torchat::{state::Limits, sys};
+use torchat::reactor::{self, Reactor};
+use torchat::{delivery::Courier, node::Node, state::Limits, sys};
 
-const USAGE: &str = "Usage: main [options] PORT\n\n\
-    Serves local clients on 127.0.0.1:PORT (0: any free port).";
+const USAGE: &str = "Usage: main [options] PORT\n\nServes local clients on 127.0.0.1:PORT (0: any free port).";
 const OPTIONS: [(&str, &str); 12] = [
     ("peer-port", "port that Tor delivers onion connections to (PORT+1)"),
     ("hostname", "Tor's hostname file of this onion service (tor/hs/hostname)"),
-    ("key", "its secret key (hs_ed25519_secret_key next to the hostname file)"),
-    ("logs", "folder of messages.log, errors.log, state.json (logs)"),
+    ("key", "its secret key (hs_ed25519_secret_key beside the hostname file)"),
+    ("logs", "folder of messages.log and errors.log (logs)"),
     ("socks", "Tor's SOCKS5 port (127.0.0.1:9250)"),
     ("give-up", "seconds to keep retrying a delivery (86400)"),
     ("max-conns", "open connections per port (1000)"),
@@ -33,24 +27,20 @@ const OPTIONS: [(&str, &str); 12] = [
 ];
 
 fn fail(status: i32, msg: &str) -> ! {
-    let hint = if status == 2 { " (see main --help)" } else { "" };
-    eprintln!("main: {msg}{hint}");
+    eprintln!("main: {msg}{}", if status == 2 { " (see main --help)" } else { "" });
     exit(status)
 }
 
 fn opt<T: std::str::FromStr>(m: &Matches, name: &str, default: T) -> T {
-    let Some(text) = m.opt_str(name) else { return default };
-    let value = text.parse();
-    value.unwrap_or_else(|_| fail(2, &format!("--{name}: bad value {text:?}")))
+    m.opt_get_default(name, default).unwrap_or_else(|_| fail(2, &format!("--{name}: bad value")))
 }
 
 /// A limit: a count above 0.
 fn count(m: &Matches, name: &str, default: usize) -> usize {
-    let n = opt(m, name, default);
-    if n == 0 {
-        fail(2, &format!("--{name} must be above 0"));
+    match opt(m, name, default) {
+        0 => fail(2, &format!("--{name} must be above 0")),
+        n => n,
     }
-    n
 }
 
 fn main() {
@@ -60,43 +50,38 @@ fn main() {
     for (name, help) in OPTIONS {
         options.optopt("", name, help, "VALUE");
     }
-    let args = std::env::args().skip(1);
-    let m = options.parse(args).unwrap_or_else(|e| fail(2, &e.to_string()));
+    let m = options.parse(std::env::args().skip(1)).unwrap_or_else(|e| fail(2, &e.to_string()));
     if m.opt_present("help") {
         return print!("{}", options.usage(USAGE));
     }
     let [port] = m.free.as_slice() else { fail(2, "expected one PORT") };
     let port: u16 = port.parse().unwrap_or_else(|_| fail(2, &format!("bad port {port:?}")));
-    let next = if port == 0 { 0 } else { port.checked_add(1).unwrap_or(0) };
-    let peer_port = opt(&m, "peer-port", next);
+    let peer_port = opt(&m, "peer-port", if port == 0 { 0 } else { port.checked_add(1).unwrap_or(0) });
     let limits = Limits {
         max_unread: count(&m, "max-unread", 1000),
         max_peers: count(&m, "max-peers", 1000),
         max_strangers: count(&m, "max-strangers", 50),
         stranger_unread: count(&m, "stranger-unread", 10),
     };
-    let config = Config {
-        proxy: opt(&m, "socks", SocketAddr::from(([127, 0, 0, 1], 9250))),
-        give_up: opt(&m, "give-up", 86400),
-        max_conns: count(&m, "max-conns", 1000),
-        idle: Duration::from_secs(count(&m, "idle", 20) as u64),
-    };
+    let max_conns = count(&m, "max-conns", 1000);
+    let idle = std::time::Duration::from_secs(count(&m, "idle", 20) as u64);
+    let proxy = opt(&m, "socks", SocketAddr::from(([127, 0, 0, 1], 9250)));
+    let give_up = opt(&m, "give-up", 86400);
     // Both ports full, a SOCKS connection per peer, and a few files of our own.
-    let needed = (2 * config.max_conns + limits.max_peers + 64) as u64;
-    let hard = sys::raise_fd_limit(needed);
-    let hard = hard.unwrap_or_else(|e| fail(1, &format!("cannot raise the open files limit: {e}")));
-    if hard < needed {
-        let why = format!("these limits need {needed} open files, and the hard limit is {hard}");
-        fail(2, &format!("{why}: lower --max-conns"));
+    let needed = (2 * max_conns + limits.max_peers + 64) as u64;
+    match sys::raise_fd_limit(needed) {
+        Err(e) => fail(1, &format!("cannot raise the open files limit: {e}")),
+        Ok(hard) if hard < needed => {
+            fail(2, &format!("these limits need {needed} open files, and the hard limit is {hard}: lower --max-conns"))
+        }
+        Ok(_) => {}
     }
     let me = identity(&m).unwrap_or_else(|e| fail(1, &e));
     let dir = m.opt_str("logs").unwrap_or_else(|| "logs".into());
-    let errors_fd = journal::open_errors_log(Path::new(&dir)).unwrap_or_else(|e| fail(1, &e));
-    let opened = Journal::open(Path::new(&dir), errors_fd);
-    let (journal, state) = opened.unwrap_or_else(|e| fail(1, &e));
+    journal::open_errors_log(Path::new(&dir)).unwrap_or_else(|e| fail(1, &e));
+    let (journal, state) = Journal::open(Path::new(&dir)).unwrap_or_else(|e| fail(1, &e));
     let listeners = [(port, "clients"), (peer_port, "peers")].map(|(port, what)| {
-        let listener = listen(port);
-        listener.unwrap_or_else(|e| fail(1, &format!("cannot listen for {what} on 127.0.0.1:{port}: {e}")))
+        listen(port).unwrap_or_else(|e| fail(1, &format!("cannot listen for {what} on 127.0.0.1:{port}: {e}")))
     });
     let addr = |i: usize| listeners[i].local_addr().map_or(String::new(), |a| a.to_string());
     println!("TORchat {}: clients on {}, peers on {}", me.id, addr(0), addr(1));
@@ -108,10 +93,12 @@ fn main() {
         }
     }
     let _ = std::io::stdout().flush();
-    let node = Node::new(me, journal, state, limits);
-    let reactor = Reactor::new(listeners, node, config);
-    let reactor = reactor.unwrap_or_else(|e| fail(1, &format!("cannot start: {e}")));
-    if let Err(e) = reactor.run() {
+    let poll = Poll::new().unwrap_or_else(|e| fail(1, &format!("cannot poll: {e}")));
+    let waker = Waker::new(poll.registry(), reactor::WAKE).unwrap_or_else(|e| fail(1, &e.to_string()));
+    let (reports_to, reports) = mpsc::channel();
+    let courier = Courier { me: Arc::new(me), proxy, give_up, reports: reports_to, waker: Arc::new(waker) };
+    let node = Node::new(journal, state, limits, courier);
+    if let Err(e) = (Reactor { poll, listeners, reports, node, max_conns, idle }).run() {
         log::error!("{e}"); // to the errors log and to stderr
         exit(1);
     }
@@ -127,10 +114,9 @@ fn listen(port: u16) -> std::io::Result<TcpListener> {
 /// This node's onion id, from Tor's hostname file, and its key.
 fn identity(m: &Matches) -> Result<Identity, String> {
     let hostname = m.opt_str("hostname").unwrap_or_else(|| "tor/hs/hostname".into());
-    let read = std::fs::read_to_string(&hostname);
-    let text = read.map_err(|e| format!("cannot read {hostname}: {e} (is tor running? see --hostname)"))?;
+    let text = std::fs::read_to_string(&hostname);
+    let text = text.map_err(|e| format!("cannot read {hostname}: {e} (is tor running? see --hostname)"))?;
     let id = OnionId::parse(&text).map_err(|e| format!("{hostname}: {e}"))?;
-    let beside = || Path::new(&hostname).with_file_name("hs_ed25519_secret_key");
-    let key = m.opt_str("key").map_or_else(beside, PathBuf::from);
-    Identity::load(&key, id)
+    let beside = Path::new(&hostname).with_file_name("hs_ed25519_secret_key");
+    Identity::load(&m.opt_str("key").map_or(beside, Into::into), id)
 }

@@ -1,50 +1,41 @@
 //! What each request means. The node owns the state and the messages log and never
 //! sees a socket: the reactor hands it a request's bytes and writes back the reply it
-//! returns, once the records that reply depends on are on disk (`sync`). Deliveries it
-//! decides on wait in `jobs` for the reactor to hand to the courier.
+//! returns, once the records of that poll round are on disk (`sync`). Deliveries go to
+//! the courier, whose threads report back through the reactor (`delivered`).
 
+use crate::delivery::Courier;
 use crate::onion::{self, Identity, OnionId};
-use crate::state::{Limits, Outgoing, State};
-use crate::wire::{self, Event, Mid, Port, Record, Recv, Refused, Request, Text};
+use crate::state::{Limits, State};
+use crate::wire::{self, Event, Mid, Port, Record, Recv, Request};
 use crate::{clock, journal::Journal};
 use log::{error, warn};
 use serde_json::{json, Value};
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::{collections::HashSet, sync::Arc};
 
 /// How far a signed time stamp may be from our clock (PROTOCOL.md §4).
 const SKEW: u64 = 10 * 60;
 /// Refusals written to the errors log in a minute; the rest are counted (PROTOCOL.md §5).
 const LOGGED: usize = 100;
 
-/// A peer's oldest waiting message, for a delivery thread. `acker`: the peer has
-/// acknowledged before, so its silence is a lost acknowledgement (PROTOCOL.md §6).
-pub struct Job {
-    pub peer: OnionId,
-    pub next: Outgoing,
-    pub acker: bool,
-}
-
 pub struct Node {
     pub me: Arc<Identity>,
     state: State,
     journal: Journal,
     limits: Limits,
+    courier: Courier,
     /// Peers whose oldest waiting message is with a delivery thread: one at a time, so
     /// that a peer's messages arrive in order.
     busy: HashSet<OnionId>,
-    jobs: Vec<Job>,
-    /// The minute of the last refusal, and how many refusals it has had.
+    /// The minute of the latest refusal, and how many that minute has had.
     refusals: (u64, usize),
     /// EXIT, SIGINT or SIGTERM.
     pub exit: bool,
 }
 
 impl Node {
-    pub fn new(me: Identity, journal: Journal, state: State, limits: Limits) -> Node {
-        let me = Arc::new(me);
-        let (busy, jobs, refusals) = (HashSet::new(), Vec::new(), (0, 0));
-        let mut node = Node { me, state, journal, limits, busy, jobs, refusals, exit: false };
+    pub fn new(journal: Journal, state: State, limits: Limits, courier: Courier) -> Node {
+        let (me, busy) = (courier.me.clone(), HashSet::new());
+        let mut node = Node { me, state, journal, limits, courier, busy, refusals: (0, 0), exit: false };
         for peer in node.state.senders() {
             node.dispatch(&peer);
         }
@@ -54,16 +45,13 @@ impl Node {
     /// The reply to the request in `buf`; None while it is not complete.
     pub fn serve(&mut self, port: Port, buf: &[u8]) -> Option<Vec<u8>> {
         let reply = match wire::request(port, buf)? {
-            Err(refused) => self.refused(refused),
+            Err(why) => self.refuse(&why),
             Ok(Request::Recv(recv)) => self.receive(recv),
-            Ok(Request::Send { peer, portno, msg }) => self.queue(peer, portno, msg),
-            Ok(Request::Update { peer }) => return Some(self.update(peer)),
-            Ok(Request::History { peer, n }) => self.history(peer, n),
+            Ok(Request::Send { id, portno, msg }) => self.queue(id, portno, msg.0),
+            Ok(Request::Update { msg: peer }) => return Some(self.update(peer)),
+            Ok(Request::History { id, msg: n }) => self.history(id, n),
             Ok(Request::GetPeers) => self.peers(),
-            Ok(Request::Host) => {
-                let me = &self.me.id;
-                json!({"cmd": "HOST", "id": me, "msg": me.short()})
-            }
+            Ok(Request::Host) => json!({"cmd": "HOST", "id": self.me.id, "msg": self.me.id.short()}),
             Ok(Request::Exit) => {
                 self.exit = true;
                 json!({"cmd": "EXIT", "msg": ""})
@@ -72,63 +60,36 @@ impl Node {
         Some(wire::encode(&reply))
     }
 
-    /// Writes the records of this poll round to disk. On failure, the reply that must
-    /// go out instead of any that depends on them.
+    /// Puts the records of this poll round on disk; on failure, the reply that goes out
+    /// instead of any that depends on them.
     pub fn sync(&mut self) -> Option<Vec<u8>> {
         let e = self.journal.sync().err()?;
         Some(wire::encode(&self.failure(e)))
     }
 
-    /// The deliveries to start.
-    pub fn jobs(&mut self) -> Vec<Job> {
-        std::mem::take(&mut self.jobs)
-    }
-
-    /// A delivery thread's outcome: delivered, unconfirmed or failed; None when no
-    /// thread could be started, and the message waits for the next dispatch.
-    pub fn delivered(&mut self, peer: OnionId, outcome: Option<Event>) {
+    /// A delivery thread's outcome: delivered, unconfirmed or failed.
+    pub fn delivered(&mut self, peer: OnionId, outcome: Event) {
         self.busy.remove(&peer);
-        let Some(ev) = outcome else { return };
         // If the outcome cannot be logged, the message stays queued for the next start.
-        match self.record(peer.clone(), ev) {
+        match self.record(peer.clone(), outcome) {
             Ok(()) => self.dispatch(&peer),
             Err(e) => error!("{e}"),
         }
     }
 
-    /// SIGHUP.
-    pub fn reopen_errors_log(&mut self) {
-        let done = self.journal.reopen_errors();
-        done.unwrap_or_else(|e| error!("SIGHUP: {e}"));
-    }
-
-    /// Logged, with at most LOGGED lines a minute: the rest are counted, and the count
-    /// is logged with the first refusal of a later minute.
+    /// Logged, LOGGED a minute at most, so that a flood cannot fill the disk.
     pub fn refuse(&mut self, why: &str) -> Value {
         let minute = clock::now() / 60;
-        let (since, count) = self.refusals;
-        if minute != since {
-            if count > LOGGED {
-                warn!("{} more refusals in the minute before", count - LOGGED);
-            }
+        if self.refusals.0 != minute {
             self.refusals = (minute, 0);
         }
         self.refusals.1 += 1;
-        if self.refusals.1 <= LOGGED {
-            warn!("refused: {why}");
+        match self.refusals.1 {
+            n if n <= LOGGED => warn!("refused: {why}"),
+            n if n == LOGGED + 1 => warn!("refused: more than {LOGGED} requests this minute; not logging them"),
+            _ => {}
         }
         wire::refusal(why)
-    }
-
-    /// A refused SEND is also reported in the peer's unread queue, since the 2017
-    /// client never reads the reply to a SEND.
-    fn refused(&mut self, Refused { why, peer }: Refused) -> Value {
-        let notify = peer.filter(|p| self.state.admit(p, &self.limits).is_ok());
-        if let Some(peer) = notify {
-            let notice = Event::Failed { mid: String::new(), why: why.clone(), msg: String::new() };
-            self.record(peer, notice).unwrap_or_else(|e| error!("{e}"));
-        }
-        self.refuse(&why)
     }
 
     /// The messages log cannot be used: say so, and acknowledge nothing.
@@ -139,7 +100,7 @@ impl Node {
 
     /// Appends to the messages log, then applies: nothing counts before it is logged.
     fn record(&mut self, peer: OnionId, ev: Event) -> Result<(), String> {
-        let prev = self.state.prev(&peer, &ev);
+        let prev = self.state.last(&peer);
         let rec = Record { t: clock::now(), peer, ev, prev };
         let at = self.journal.append(&rec)?;
         self.state.apply(at, rec);
@@ -147,18 +108,14 @@ impl Node {
     }
 
     fn receive(&mut self, recv: Recv) -> Value {
-        let mid = recv.mid.as_ref().map(|m| m.as_str().to_string());
-        let acked = mid.as_deref().unwrap_or_default();
-        let ack = json!({"cmd": "END", "id": self.me.id, "msg": acked});
-        let store = match self.admit(&recv) {
-            Ok(store) => store,
+        let mid = recv.mid.as_ref().map(|m| m.0.clone());
+        let ack = json!({"cmd": "END", "id": self.me.id, "msg": mid.as_deref().unwrap_or_default()});
+        match self.admit(&recv) {
             Err(why) => return self.refuse(&format!("RECV from {}: {why}", recv.from)),
-        };
-        if !store {
-            return ack;
+            Ok(false) => return ack,
+            Ok(true) => {}
         }
-        let verified = recv.signed.is_some();
-        let ev = Event::Recv { msg: recv.text.0, mid, verified };
+        let ev = Event::Recv { msg: recv.text.0, mid, verified: recv.signed.is_some() };
         match self.record(recv.from, ev) {
             Ok(()) => ack,
             Err(e) => self.failure(e),
@@ -166,18 +123,16 @@ impl Node {
     }
 
     /// Whether to store `recv`: false for a retry of the last message stored from its
-    /// sender. Cheap checks come first, the signature last (PROTOCOL.md §5), so a flood
-    /// that a bound refuses costs little.
+    /// sender. Cheap checks first, the signature last (PROTOCOL.md §5), so that a flood
+    /// which a bound refuses costs little.
     fn admit(&self, recv: &Recv) -> Result<bool, String> {
-        let from = &recv.from;
-        let mid = recv.mid.as_ref().map_or("", |m| m.as_str());
-        match recv.signed {
-            None if self.state.signs(from) => return Err("this peer signs its messages".into()),
-            Some((ts, _)) if ts.abs_diff(clock::now()) > SKEW => {
-                let skew = ts.abs_diff(clock::now());
-                return Err(format!("\"ts\" is {skew}s away from this node's clock (at most {SKEW}s)"));
-            }
-            _ => {}
+        let (from, mid) = (&recv.from, recv.mid.as_ref().map_or("", |m| &m.0));
+        let skew = recv.signed.map_or(0, |(ts, _)| ts.abs_diff(clock::now()));
+        if skew > SKEW {
+            return Err(format!("\"ts\" is {skew}s away from this node's clock (at most {SKEW}s)"));
+        }
+        if recv.signed.is_none() && self.state.signs(from) {
+            return Err("this peer signs its messages".into());
         }
         if self.state.is_retry(from, mid) {
             return Ok(false);
@@ -189,17 +144,19 @@ impl Node {
         Ok(true)
     }
 
-    fn queue(&mut self, peer: OnionId, port: u16, text: Text) -> Value {
+    fn queue(&mut self, peer: OnionId, port: u16, msg: String) -> Value {
+        // Refused, the message is also a notice in the peer's unread queue: the 2017
+        // client never reads the reply to a SEND.
         if let Err(why) = self.state.admit_send(&peer, &self.limits) {
-            let why = format!("SEND to {peer}: {why}");
-            return self.refused(Refused { why, peer: Some(peer) });
+            let notice = Event::Failed { mid: String::new(), why: why.into(), msg };
+            self.record(peer.clone(), notice).unwrap_or_else(|e| error!("{e}"));
+            return self.refuse(&format!("SEND to {peer}: {why}"));
         }
         let mid = match Mid::new() {
-            Ok(mid) => mid.as_str().to_string(),
+            Ok(mid) => mid.0,
             Err(e) => return self.failure(format!("no random message id: {e}")),
         };
-        let ev = Event::Queued { mid: mid.clone(), port, msg: text.0 };
-        if let Err(e) = self.record(peer.clone(), ev) {
+        if let Err(e) = self.record(peer.clone(), Event::Queued { mid: mid.clone(), port, msg }) {
             return self.failure(e);
         }
         self.dispatch(&peer);
@@ -208,14 +165,11 @@ impl Node {
 
     /// Hands the peer's oldest waiting message to a delivery thread, unless one has it.
     fn dispatch(&mut self, peer: &OnionId) {
-        if self.busy.contains(peer) {
-            return;
+        let Some(next) = self.state.next_out(peer).filter(|_| !self.busy.contains(peer)) else { return };
+        match self.courier.send(peer.clone(), next.clone(), self.state.acknowledges(peer)) {
+            Ok(()) => _ = self.busy.insert(peer.clone()),
+            Err(e) => error!("cannot start a delivery thread: {e}"),
         }
-        let Some(next) = self.state.next_out(peer) else { return };
-        let acker = self.state.acknowledges(peer);
-        let job = Job { peer: peer.clone(), next: next.clone(), acker };
-        self.busy.insert(peer.clone());
-        self.jobs.push(job);
     }
 
     /// The peer's oldest unread item. It counts as read (logged) before its reply goes
@@ -225,26 +179,14 @@ impl Node {
         let Some(at) = self.state.oldest_unread(&peer) else {
             return wire::encode(&json!({"cmd": "END", "id": peer, "msg": ""}));
         };
-        let ev = match self.journal.read(at) {
-            Ok(Record { t, ev, .. }) => (t, ev),
-            Err(e) => return wire::encode(&self.failure(e)),
+        let reply = match self.journal.read(at) {
+            Ok(Record { t, ev, .. }) => shown(&peer, t, ev),
+            Err(e) => Err(e),
         };
-        let mut reply = json!({"cmd": "UPDATE", "id": peer, "date": clock::hhmm(ev.0)});
-        match ev.1 {
-            Event::Failed { why, msg, .. } => {
-                reply["msg"] = json!(format!("[not delivered: {why}] {msg}"));
-                reply["error"] = json!(why);
-            }
-            // The 2017 client shows only `date` and `msg`.
-            Event::Recv { msg, verified, .. } => {
-                let marked = if verified { msg } else { format!("[unverified] {msg}") };
-                reply["msg"] = json!(marked);
-                reply["verified"] = json!(verified);
-            }
-            _ => return wire::encode(&self.failure("the state does not match the log".into())),
-        }
-        let Some(bytes) = wire::fits(&reply) else {
-            return wire::encode(&self.refuse("reply too large"));
+        let bytes = match reply.map(|reply| wire::fits(&reply)) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return wire::encode(&self.refuse("reply too large")),
+            Err(e) => return wire::encode(&self.failure(e)),
         };
         match self.record(peer, Event::Read) {
             Ok(()) => bytes,
@@ -255,34 +197,48 @@ impl Node {
     /// The newest lines that fit in one reply; `cut` counts the older ones left out.
     fn history(&self, peer: OnionId, n: usize) -> Value {
         let lines = self.journal.history(self.state.last(&peer), n.min(1000));
-        let mut room = wire::MAX_REPLY - 200;
-        let mut cut = lines.len();
+        let (mut cut, mut room) = (lines.len(), wire::MAX_REPLY - 200);
         while cut > 0 {
             let size = lines[cut - 1].to_string().len() + 1;
             if size > room {
                 break;
             }
-            room -= size;
-            cut -= 1;
+            (cut, room) = (cut - 1, room - size);
         }
         json!({"cmd": "HISTORY", "id": peer, "msg": "", "lines": lines[cut..], "cut": cut})
     }
 
     /// 40 peers with unread messages, contacts first so that the 2017 client, which
     /// shows the first ones, sees them under a flood of strangers (PROTOCOL.md §5);
-    /// `contacts` says how many of them are contacts, `unread` their counts, `cut` how
-    /// many were left out; then up to 10 other peers last talked to. About 3.5 KB at
-    /// most, which fits in one reply.
+    /// `contacts` counts the contacts among them, `unread` their messages, `cut` the
+    /// peers left out: 3 KB at most.
     fn peers(&self) -> Value {
-        let waiting = self.state.waiting();
+        let (waiting, contacts) = self.state.waiting();
         let shown = &waiting[..waiting.len().min(40)];
         let ids: Vec<&str> = shown.iter().map(|p| p.as_str()).collect();
         let unread: Vec<usize> = shown.iter().map(|p| self.state.unread(p)).collect();
-        let contacts = shown.iter().filter(|p| self.state.is_contact(p)).count();
-        let cut = waiting.len() - shown.len();
-        let recent = self.state.talked(50).into_iter();
-        let talked: Vec<&OnionId> = recent.filter(|p| !shown.contains(p)).take(10).collect();
-        json!({"cmd": "GET_PEERS", "msg": ids.join(","), "cut": cut, "unread": unread,
-            "contacts": contacts, "talked": talked})
+        let (cut, contacts) = (waiting.len() - shown.len(), contacts.min(40));
+        json!({"cmd": "GET_PEERS", "msg": ids.join(","), "cut": cut, "unread": unread, "contacts": contacts})
     }
+}
+
+/// An unread record as UPDATE shows it. The 2017 client shows only `date` and `msg`,
+/// so an unsigned message is marked in the text too.
+fn shown(peer: &OnionId, t: u64, ev: Event) -> Result<Value, String> {
+    let mut reply = json!({"cmd": "UPDATE", "id": peer, "date": clock::hhmm(t)});
+    match ev {
+        Event::Recv { msg, verified, .. } => {
+            let mark = if verified { "" } else { "[unverified] " };
+            reply["msg"] = json!(format!("{mark}{msg}"));
+            reply["verified"] = json!(verified);
+        }
+        Event::Failed { why, msg, .. } => {
+            // Bounded again: logs of earlier versions hold reasons of any length.
+            let why = wire::reason(&why);
+            reply["msg"] = json!(format!("[not delivered: {why}] {msg}"));
+            reply["error"] = json!(why);
+        }
+        _ => return Err("the state does not match the messages log".into()),
+    }
+    Ok(reply)
 }

@@ -3,21 +3,33 @@
 //! id. A v3 id is an ed25519 public key: our messages are signed with the onion
 //! service's secret key, and a peer's are verified against the id they claim.
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
+use base64::{engine::general_purpose::STANDARD, Engine};
 use ed25519_dalek::hazmat::{raw_sign, ExpandedSecretKey};
 use ed25519_dalek::{Signature, VerifyingKey};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use sha3::{Digest, Sha3_256};
-use std::os::unix::fs::MetadataExt;
-use std::{fmt, io::Read, path::Path};
+use std::{fmt, io::Read, os::unix::fs::MetadataExt, path::Path};
 
 const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
 /// A v3 onion id in canonical form: 56 lower-case base32 characters + ".onion".
-#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize)]
-#[serde(transparent)]
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct OnionId(String);
+
+impl TryFrom<String> for OnionId {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<OnionId, String> {
+        OnionId::parse(&text)
+    }
+}
+
+impl From<OnionId> for String {
+    fn from(id: OnionId) -> String {
+        id.0
+    }
+}
 
 impl OnionId {
     /// Accepts upper case, surrounding blanks and a missing ".onion"; checks the
@@ -25,8 +37,7 @@ impl OnionId {
     pub fn parse(s: &str) -> Result<OnionId, String> {
         let lower = s.trim().to_ascii_lowercase();
         let b32 = lower.strip_suffix(".onion").unwrap_or(&lower);
-        let why = "not an onion id: expected 56 base32 characters";
-        let raw = decode(b32).ok_or(why)?;
+        let raw = decode(b32).ok_or("not an onion id: expected 56 base32 characters")?;
         let (key, rest) = raw.split_at(32);
         if rest[2] != 3 {
             return Err("not a v3 onion id".into());
@@ -54,11 +65,7 @@ impl OnionId {
 }
 
 fn checksum(key: &[u8]) -> [u8; 2] {
-    let mut hash = Sha3_256::new();
-    hash.update(b".onion checksum");
-    hash.update(key);
-    hash.update([3u8]);
-    let digest = hash.finalize();
+    let digest = Sha3_256::digest([b".onion checksum", key, &[3]].concat());
     [digest[0], digest[1]]
 }
 
@@ -79,13 +86,6 @@ fn decode(b32: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
-}
-
-impl<'de> Deserialize<'de> for OnionId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        OnionId::parse(&text).map_err(serde::de::Error::custom)
-    }
 }
 
 impl fmt::Display for OnionId {
@@ -118,16 +118,14 @@ impl Identity {
         }
         let mut bytes = Vec::new();
         file.take(97).read_to_end(&mut bytes).map_err(|e| fail(&e.to_string()))?;
-        let body = bytes.strip_prefix(SECRET_HEADER);
-        let key = body.and_then(|k| <&[u8; 64]>::try_from(k).ok());
+        let key = bytes.strip_prefix(SECRET_HEADER).and_then(|k| <&[u8; 64]>::try_from(k).ok());
         let secret = key.map(ExpandedSecretKey::from_bytes);
         // The copy read from the file is wiped; `secret` wipes itself when dropped.
         zeroize::Zeroize::zeroize(&mut bytes);
         let secret = secret.ok_or_else(|| fail("not a Tor ed25519 secret key"))?;
         let public = VerifyingKey::from(&secret);
         if public.to_bytes() != id.key() {
-            let why = format!("this is not the key of {id} (wrong folder?)");
-            return Err(fail(&why));
+            return Err(fail(&format!("this is not the key of {id} (wrong folder?)")));
         }
         Ok(Identity { id, secret, public })
     }
@@ -149,12 +147,10 @@ fn signed(to: &OnionId, from: &OnionId, ts: u64, mid: &str, msg: &str) -> Vec<u8
 pub fn verify(
     to: &OnionId, from: &OnionId, ts: u64, mid: &str, msg: &str, sig: &Signature,
 ) -> Result<(), &'static str> {
-    let key = VerifyingKey::from_bytes(&from.key());
-    let key = key.map_err(|_| "the sender's id is not an ed25519 key")?;
+    let key = VerifyingKey::from_bytes(&from.key()).map_err(|_| "the sender's id is not an ed25519 key")?;
     if key.is_weak() || !key.to_edwards().is_torsion_free() {
         return Err("the sender's id is a weak key");
     }
     let signed = signed(to, from, ts, mid, msg);
-    let checked = key.verify_strict(&signed, sig);
-    checked.map_err(|_| "the signature does not verify")
+    key.verify_strict(&signed, sig).map_err(|_| "the signature does not verify")
 }

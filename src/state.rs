@@ -1,7 +1,7 @@
 //! The daemon's state, a function of the messages log: it changes only by `apply`ing a
-//! record already in the log, so replaying the log at start-up rebuilds exactly
-//! the state the daemon had. An unread message is kept as the offset of its record:
-//! 8 bytes, not its text.
+//! record already in the log, so replaying the log at start-up rebuilds exactly the
+//! state the daemon had. An unread message is kept as the offset of its record: 8
+//! bytes, not its text.
 
 use crate::onion::OnionId;
 use crate::wire::{Event, Record};
@@ -43,21 +43,17 @@ pub struct State {
     /// The mid of the last message stored from each peer: a RECV that repeats it is a
     /// retry whose acknowledgement was lost (PROTOCOL.md §4).
     mids: HashMap<OnionId, String>,
-    /// Each peer's latest record, reads aside: where its HISTORY starts.
+    /// Each peer's latest record: where its HISTORY starts.
     last: HashMap<OnionId, u64>,
 }
 
 const FULL: &str = "too many messages waiting for this peer";
-const BUSY: &str = "busy: too many messages from unknown senders, try later";
 
 impl State {
     /// `at`: where the record stands in the messages log.
-    pub fn apply(&mut self, at: u64, rec: Record) {
-        let Record { t, peer, ev, .. } = rec;
-        if !matches!(ev, Event::Read) {
-            self.last.insert(peer.clone(), at);
-        }
-        match ev {
+    pub fn apply(&mut self, at: u64, Record { t, peer, ev, .. }: Record) {
+        self.last.insert(peer.clone(), at);
+        let mid = match ev {
             Event::Recv { mid, verified, .. } => {
                 if verified {
                     self.signers.insert(peer.clone());
@@ -65,23 +61,29 @@ impl State {
                 if let Some(mid) = mid {
                     self.mids.insert(peer.clone(), mid);
                 }
-                self.push_unread(peer, at);
+                return self.push_unread(peer, at);
             }
-            Event::Read => self.pop_unread(&peer),
+            Event::Read => return self.pop_unread(&peer),
             Event::Queued { mid, port, msg } => {
                 self.contacts.insert(peer.clone());
                 let out = Outgoing { mid, port, text: msg, t };
-                self.outbox.entry(peer).or_default().push_back(out);
+                return self.outbox.entry(peer).or_default().push_back(out);
+            }
+            Event::Failed { mid, .. } => {
+                self.push_unread(peer.clone(), at);
+                mid
             }
             Event::Delivered { mid } => {
-                self.take_outgoing(&peer, &mid);
-                self.ackers.insert(peer);
+                self.ackers.insert(peer.clone());
+                mid
             }
-            Event::Unconfirmed { mid } => self.take_outgoing(&peer, &mid),
-            Event::Failed { mid, .. } => {
-                self.take_outgoing(&peer, &mid);
-                self.push_unread(peer, at);
-            }
+            Event::Unconfirmed { mid } => mid,
+        };
+        // The message has an outcome: it waits no more.
+        let Some(queue) = self.outbox.get_mut(&peer) else { return };
+        queue.retain(|o| o.mid != mid);
+        if queue.is_empty() {
+            self.outbox.remove(&peer);
         }
     }
 
@@ -102,14 +104,6 @@ impl State {
         }
     }
 
-    fn take_outgoing(&mut self, peer: &OnionId, mid: &str) {
-        let Some(queue) = self.outbox.get_mut(peer) else { return };
-        queue.retain(|o| o.mid != mid);
-        if queue.is_empty() {
-            self.outbox.remove(peer);
-        }
-    }
-
     /// Room for one more message from `peer`? Strangers share a small area of their
     /// own, so that a flood of made-up ids never takes a contact's room (PROTOCOL.md §5).
     pub fn admit(&self, peer: &OnionId, limits: &Limits) -> Result<(), &'static str> {
@@ -117,18 +111,17 @@ impl State {
         if self.contacts.contains(peer) {
             return if waiting < limits.max_unread { Ok(()) } else { Err(FULL) };
         }
-        let strangers = self.order.len() - self.contacts_waiting();
-        let new_stranger = waiting == 0 && strangers >= limits.max_strangers;
-        if new_stranger || waiting >= limits.stranger_unread {
-            return Err(BUSY);
+        let strangers = self.order.len() - self.waiting().1;
+        if waiting >= limits.stranger_unread || waiting == 0 && strangers >= limits.max_strangers {
+            return Err("busy: too many messages from unknown senders, try later");
         }
         Ok(())
     }
 
     /// Room for one more message to `peer`?
     pub fn admit_send(&self, peer: &OnionId, limits: &Limits) -> Result<(), &'static str> {
-        match self.outbox.get(peer) {
-            Some(queue) if queue.len() >= limits.max_unread => Err(FULL),
+        match self.outbox.get(peer).map(VecDeque::len) {
+            Some(n) if n >= limits.max_unread => Err(FULL),
             None if self.outbox.len() >= limits.max_peers => Err("too many peers with messages waiting"),
             _ => Ok(()),
         }
@@ -139,26 +132,18 @@ impl State {
         self.signers.contains(peer)
     }
 
-    /// Whether `mid` is the last message stored from `peer`: a retry whose
-    /// acknowledgement was lost (PROTOCOL.md §4).
+    /// Whether `mid` is that of the last message stored from `peer`.
     pub fn is_retry(&self, peer: &OnionId, mid: &str) -> bool {
         self.mids.get(peer).is_some_and(|last| last == mid)
     }
 
-    pub fn is_contact(&self, peer: &OnionId) -> bool {
-        self.contacts.contains(peer)
-    }
-
-    fn contacts_waiting(&self) -> usize {
-        self.order.iter().filter(|p| self.contacts.contains(*p)).count()
-    }
-
-    /// Peers with unread items: contacts first, then strangers, each in the order of
-    /// their first unread arrival.
-    pub fn waiting(&self) -> Vec<&OnionId> {
-        let (mut contacts, strangers): (Vec<_>, Vec<_>) = self.order.iter().partition(|p| self.contacts.contains(*p));
-        contacts.extend(strangers);
-        contacts
+    /// Peers with unread items, contacts first, each kind in the order of its first
+    /// unread arrival; and how many are contacts.
+    pub fn waiting(&self) -> (Vec<&OnionId>, usize) {
+        let (mut peers, strangers): (Vec<_>, Vec<_>) = self.order.iter().partition(|p| self.contacts.contains(*p));
+        let contacts = peers.len();
+        peers.extend(strangers);
+        (peers, contacts)
     }
 
     pub fn unread(&self, peer: &OnionId) -> usize {
@@ -169,29 +154,9 @@ impl State {
         self.unread.get(peer)?.front().copied()
     }
 
+    /// Where HISTORY starts, and where a new record links back to.
     pub fn last(&self, peer: &OnionId) -> Option<u64> {
         self.last.get(peer).copied()
-    }
-
-    /// Where a new record of `ev` with `peer` links back to.
-    pub fn prev(&self, peer: &OnionId, ev: &Event) -> Option<u64> {
-        let linked = !matches!(ev, Event::Read);
-        self.last(peer).filter(|_| linked)
-    }
-
-    /// The `n` latest conversations, the latest first: a selection, not a sort of every
-    /// peer ever seen, since clients ask twice a second.
-    pub fn talked(&self, n: usize) -> Vec<&OnionId> {
-        let mut peers: Vec<(std::cmp::Reverse<u64>, &OnionId)> = Vec::new();
-        for (peer, at) in &self.last {
-            peers.push((std::cmp::Reverse(*at), peer));
-        }
-        if peers.len() > n {
-            peers.select_nth_unstable_by_key(n, |p| p.0);
-            peers.truncate(n);
-        }
-        peers.sort_unstable_by_key(|p| p.0);
-        peers.into_iter().map(|(_, peer)| peer).collect()
     }
 
     /// Peers with messages waiting for delivery.

@@ -112,6 +112,15 @@ pub fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// A fresh temp dir with a node's onion key and hostname file, as Tor leaves them.
+pub fn node_dir(name: &str) -> (PathBuf, Key) {
+    let dir = temp_dir(name);
+    let key = Key::new();
+    key.write(&dir.join("hs_ed25519_secret_key"));
+    std::fs::write(dir.join("hostname"), format!("{}\n", key.id)).unwrap();
+    (dir, key)
+}
+
 pub struct Daemon {
     pub dir: PathBuf,
     pub id: String,
@@ -131,10 +140,7 @@ pub fn bin() -> &'static str {
 impl Daemon {
     /// A daemon with its own onion id and key in a fresh temp dir.
     pub fn start(name: &str, args: &[&str]) -> Daemon {
-        let dir = temp_dir(name);
-        let key = Key::new();
-        key.write(&dir.join("hs_ed25519_secret_key"));
-        std::fs::write(dir.join("hostname"), format!("{}\n", key.id)).unwrap();
+        let (dir, key) = node_dir(name);
         let mut d = Daemon::start_in(dir, key.id.clone(), args.iter().map(|s| s.to_string()).collect());
         d.key = Some(key);
         d
@@ -202,7 +208,10 @@ pub fn network(n: usize, extra: &[&str]) -> (Proxy, Vec<Daemon>) {
     let socks = proxy.arg();
     // Daemons that write to each other without having been written to are strangers
     // to each other (PROTOCOL.md §5); these tests are about delivery, not that bound.
-    let mut args = vec!["--socks", socks.as_str(), "--stranger-unread", "100000"];
+    let mut args = vec!["--socks", socks.as_str()];
+    if !extra.contains(&"--stranger-unread") {
+        args.extend_from_slice(&["--stranger-unread", "100000"]);
+    }
     args.extend_from_slice(extra);
     let daemons: Vec<Daemon> = (0..n).map(|i| Daemon::start(&format!("node{i}"), &args)).collect();
     for d in &daemons {

@@ -24,9 +24,9 @@ fn me() -> OnionId {
 /// The client port's framing and parsing: any bytes, complete or not, give a request,
 /// a refusal, or "not complete yet"; never a panic. A refusal always fits one reply.
 pub fn client_port(data: &[u8]) {
-    if let Some(Err(refused)) = wire::request(Port::Client, data) {
-        assert!(refused.why.len() <= 200, "an unbounded reason: {}", refused.why);
-        assert!(wire::encode(&wire::refusal(&refused.why)).len() <= MAX_REPLY);
+    if let Some(Err(why)) = wire::request(Port::Client, data) {
+        assert!(why.len() <= 200, "an unbounded reason: {why}");
+        assert!(wire::encode(&wire::refusal(&why)).len() <= MAX_REPLY);
     }
 }
 
@@ -36,11 +36,11 @@ pub fn peer_port(data: &[u8]) {
     match wire::request(Port::Peer, data) {
         Some(Ok(Request::Recv(recv))) => {
             if let (Some((ts, sig)), Some(mid)) = (&recv.signed, &recv.mid) {
-                let _ = onion::verify(&me(), &recv.from, *ts, mid.as_str(), &recv.text.0, sig);
+                let _ = onion::verify(&me(), &recv.from, *ts, &mid.0, &recv.text.0, sig);
             }
         }
         Some(Ok(_)) => panic!("the peer port took a command other than RECV"),
-        Some(Err(refused)) => assert!(refused.why.len() <= 200 && refused.peer.is_none()),
+        Some(Err(why)) => assert!(why.len() <= 200, "an unbounded reason: {why}"),
         None => {}
     }
 }
@@ -84,7 +84,7 @@ pub fn signature(data: &[u8]) {
     };
     let (ts, sig) = recv.signed.expect("64 bytes in base64 must decode");
     let mid = recv.mid.unwrap();
-    assert!(onion::verify(&me(), &from, ts, mid.as_str(), &text, &sig).is_err(), "a random signature verified");
+    assert!(onion::verify(&me(), &from, ts, &mid.0, &text, &sig).is_err(), "a random signature verified");
 }
 
 fn recv(from: &OnionId, sig: &str, text: &str) -> String {
@@ -102,12 +102,12 @@ pub fn messages_log(data: &[u8]) {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("messages.log"), data).unwrap();
-    if let Ok((journal, state)) = Journal::open(&dir, -1) {
-        for peer in state.talked(usize::MAX) {
-            let _ = journal.history(state.last(peer), 50);
-        }
-        for peer in state.waiting() {
+    if let Ok((journal, state)) = Journal::open(&dir) {
+        for peer in state.waiting().0 {
             let _ = journal.read(state.oldest_unread(peer).unwrap());
+        }
+        for peer in state.waiting().0.into_iter().chain(&state.senders()) {
+            let _ = journal.history(state.last(peer), 50);
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
