@@ -5,7 +5,7 @@
 
 use crate::onion::{Identity, OnionId};
 use crate::wire::{self, Event, MAX_REPLY};
-use crate::{clock, state::Outgoing};
+use crate::{state::Outgoing, sys};
 use log::warn;
 use mio::Waker;
 use serde_json::json;
@@ -50,7 +50,7 @@ impl Courier {
                 Ok(false) => "no acknowledgement".to_string(),
                 Err(why) => why,
             };
-            if clock::now().saturating_sub(next.t) >= self.give_up {
+            if sys::now().saturating_sub(next.t) >= self.give_up {
                 warn!("to {peer}: gave up: {why}");
                 break Event::Failed { mid: next.mid, why, msg: next.text };
             }
@@ -67,13 +67,13 @@ impl Courier {
     /// not delivered, with the reason.
     fn attempt(&self, to: &OnionId, next: &Outgoing) -> Result<bool, String> {
         // Signed anew at each attempt, with a time stamp to the minute (PROTOCOL.md §4).
-        let ts = clock::now() / 60 * 60;
+        let ts = sys::now() / 60 * 60;
         let (id, msg, mid, port) = (&self.me.id, &next.text, &next.mid, next.port);
         let sig = self.me.sign(to, ts, mid, msg);
         let request = json!({"cmd": "RECV", "id": id, "msg": msg, "portno": port, "mid": mid, "ts": ts, "sig": sig});
         // No timeout of ours on the handshake: Tor bounds it (SocksTimeout; AUDIT.md).
         let socks = Socks5Stream::connect(self.proxy, (to.as_str(), port));
-        let mut stream = socks.map_err(|e| self.socks_error(e))?.into_inner();
+        let mut stream = socks.map_err(|e| words(&format!("Tor's SOCKS port {}", self.proxy), e))?.into_inner();
         // No shutdown(SHUT_WR) after it: Tor would end the whole stream (TORNET.md).
         stream.set_write_timeout(Some(ACK)).map_err(|e| words("sending", e))?;
         stream.write_all(request.to_string().as_bytes()).map_err(|e| words("sending", e))?;
@@ -90,18 +90,13 @@ impl Courier {
         }
         Err("the peer's reply is not an acknowledgement".into())
     }
-
-    /// The proxy's refusal comes in RFC 1928's words; anything else is about reaching it.
-    fn socks_error(&self, e: io::Error) -> String {
-        match e.kind() {
-            io::ErrorKind::Other => e.to_string(),
-            _ => words(&format!("Tor's SOCKS port {}", self.proxy), e),
-        }
-    }
 }
 
+/// A SOCKS reply's failure comes in RFC 1928's words, as the socks crate gives them;
+/// anything else is said with what was being done.
 fn words(what: &str, e: io::Error) -> String {
     match e.kind() {
+        io::ErrorKind::Other => e.to_string(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => format!("{what}: timed out"),
         _ => format!("{what}: {e}"),
     }

@@ -6,7 +6,7 @@
 //! file) takes effect at the next line. Both are the user's alone (PROTOCOL.md §7).
 
 use crate::wire::{self, Event, Record};
-use crate::{clock, state::State};
+use crate::{state::State, sys};
 use log::{warn, LevelFilter};
 use serde_json::{json, Value};
 use simplelog::{CombinedLogger, ConfigBuilder, SharedLogger, WriteLogger};
@@ -67,7 +67,7 @@ impl Journal {
     /// A record counts only once this returns where it now stands; a failed write is
     /// undone so that the next record does not get glued to half a line.
     pub fn append(&mut self, rec: &Record) -> Result<u64, String> {
-        let mut line = format!("{} ", clock::stamp(rec.t)).into_bytes();
+        let mut line = format!("{} ", sys::stamp(rec.t)).into_bytes();
         serde_json::to_writer(&mut line, rec).map_err(|e| e.to_string())?;
         line.push(b'\n');
         if let Err(e) = self.file.write_all(&line) {

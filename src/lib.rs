@@ -2,7 +2,6 @@
 //! targets (tests/fuzz) reach the parsers; main.rs wires them together.
 #![deny(unsafe_code)]
 
-pub mod clock;
 pub mod delivery;
 pub mod journal;
 pub mod node;

@@ -7,7 +7,7 @@ use crate::delivery::Courier;
 use crate::onion::{self, Identity, OnionId};
 use crate::state::{Limits, State};
 use crate::wire::{self, Event, Mid, Port, Record, Recv, Request};
-use crate::{clock, journal::Journal};
+use crate::{journal::Journal, sys};
 use log::{error, warn};
 use serde_json::{json, Value};
 use std::{collections::HashSet, sync::Arc};
@@ -79,7 +79,7 @@ impl Node {
 
     /// Logged, LOGGED a minute at most, so that a flood cannot fill the disk.
     pub fn refuse(&mut self, why: &str) -> Value {
-        let minute = clock::now() / 60;
+        let minute = sys::now() / 60;
         if self.refusals.0 != minute {
             self.refusals = (minute, 0);
         }
@@ -101,7 +101,7 @@ impl Node {
     /// Appends to the messages log, then applies: nothing counts before it is logged.
     fn record(&mut self, peer: OnionId, ev: Event) -> Result<(), String> {
         let prev = self.state.last(&peer);
-        let rec = Record { t: clock::now(), peer, ev, prev };
+        let rec = Record { t: sys::now(), peer, ev, prev };
         let at = self.journal.append(&rec)?;
         self.state.apply(at, rec);
         Ok(())
@@ -127,7 +127,7 @@ impl Node {
     /// which a bound refuses costs little.
     fn admit(&self, recv: &Recv) -> Result<bool, String> {
         let (from, mid) = (&recv.from, recv.mid.as_ref().map_or("", |m| &m.0));
-        let skew = recv.signed.map_or(0, |(ts, _)| ts.abs_diff(clock::now()));
+        let skew = recv.signed.map_or(0, |(ts, _)| ts.abs_diff(sys::now()));
         if skew > SKEW {
             return Err(format!("\"ts\" is {skew}s away from this node's clock (at most {SKEW}s)"));
         }
@@ -225,7 +225,7 @@ impl Node {
 /// An unread record as UPDATE shows it. The 2017 client shows only `date` and `msg`,
 /// so an unsigned message is marked in the text too.
 fn shown(peer: &OnionId, t: u64, ev: Event) -> Result<Value, String> {
-    let mut reply = json!({"cmd": "UPDATE", "id": peer, "date": clock::hhmm(t)});
+    let mut reply = json!({"cmd": "UPDATE", "id": peer, "date": sys::hhmm(t)});
     match ev {
         Event::Recv { msg, verified, .. } => {
             let mark = if verified { "" } else { "[unverified] " };

@@ -14,7 +14,7 @@ const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
 /// A v3 onion id in canonical form: 56 lower-case base32 characters + ".onion".
 #[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[serde(try_from = "String")]
 pub struct OnionId(String);
 
 impl TryFrom<String> for OnionId {
@@ -22,12 +22,6 @@ impl TryFrom<String> for OnionId {
 
     fn try_from(text: String) -> Result<OnionId, String> {
         OnionId::parse(&text)
-    }
-}
-
-impl From<OnionId> for String {
-    fn from(id: OnionId) -> String {
-        id.0
     }
 }
 

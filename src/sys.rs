@@ -1,9 +1,10 @@
-//! Every `unsafe` block of the daemon (AUDIT.md, "Unsafe code"): the few libc calls
-//! that std does not offer. Each return value is checked; each block says what makes
-//! it sound.
+//! The system: wall-clock time, and every `unsafe` block of the daemon (AUDIT.md,
+//! "Unsafe code"): the few libc calls that std does not offer. Each return value is
+//! checked; each block says what makes it sound.
 
 use std::io::{Error, Result};
 use std::os::fd::{AsRawFd, RawFd};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// libc's convention: -1 and errno on failure.
 fn check(ret: libc::c_int) -> Result<libc::c_int> {
@@ -64,7 +65,7 @@ pub fn detach() -> Result<Option<i32>> {
 }
 
 /// UNIX time `t` as a calendar date and time, local or UTC.
-pub fn civil(t: u64, local: bool) -> Result<libc::tm> {
+fn civil(t: u64, local: bool) -> Result<libc::tm> {
     let time = t as libc::time_t;
     // SAFETY: libc::tm is integers and one pointer, for which all-zero bytes are valid.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
@@ -76,4 +77,21 @@ pub fn civil(t: u64, local: bool) -> Result<libc::tm> {
         return Err(Error::other("time out of range"));
     }
     Ok(tm)
+}
+
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Local "HH:MM": the 2017 client prints `"[" + date + "] " + msg`.
+pub fn hhmm(t: u64) -> String {
+    let Ok(tm) = civil(t, true) else { return "--:--".into() };
+    format!("{:02}:{:02}", tm.tm_hour, tm.tm_min)
+}
+
+/// UTC, ISO 8601: the time stamp that starts every line of the messages log.
+pub fn stamp(t: u64) -> String {
+    let Ok(tm) = civil(t, false) else { return "-".into() };
+    let (year, month, day) = (tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+    format!("{year}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", tm.tm_hour, tm.tm_min, tm.tm_sec)
 }

@@ -187,24 +187,15 @@ pub fn reason(text: &str) -> String {
     text.chars().take(160).map(shown).collect()
 }
 
-#[derive(Deserialize)]
-struct Ack {
-    #[serde(default)]
-    cmd: String,
-    #[serde(default)]
-    msg: String,
-    error: Option<String>,
-}
-
 /// A peer's reply to our RECV (PROTOCOL.md §6), `None` while incomplete. Ok(true): it
 /// acknowledges `mid`; Ok(false): it does not; Err: the peer refused the message.
 pub fn ack(buf: &[u8], mid: &str) -> Option<Result<bool, String>> {
-    let Ok(ack) = first::<Ack>(buf)? else {
+    let Ok(ack) = first::<Value>(buf)? else {
         return Some(Err("the peer's reply is not an acknowledgement".into()));
     };
-    match ack.error {
+    match ack["error"].as_str() {
         Some(why) => Some(Err(reason(&format!("refused by the peer: {why}")))),
-        None => Some(Ok(ack.cmd == "END" && ack.msg == mid)),
+        None => Some(Ok(ack["cmd"] == "END" && ack["msg"] == mid)),
     }
 }
 
