@@ -2,19 +2,26 @@
 """TORchat's terminal client: talks to the daemon on 127.0.0.1:PORT (PROTOCOL.md).
 
 Usage:
-  torchat.py PORT                 full-screen chat (/help inside lists the commands)
-  torchat.py PORT --id            print this node's onion id
-  torchat.py PORT --read          print the unread messages (they count as read)
-  torchat.py PORT --send ID TEXT  queue TEXT for the peer ID ("-": read TEXT from stdin)
+  torchat.py PORT                        full-screen chat (/help inside lists the commands)
+  torchat.py PORT --id                   print this node's onion id
+  torchat.py PORT --read                 print the unread messages (they count as read)
+  torchat.py PORT --send ID TEXT         queue TEXT for the peer ID ("-": read TEXT from stdin)
+  torchat.py PORT --send-group NAME TEXT queue TEXT for every other member of group NAME
 
-Exit status: 0 done; 1 nothing to read (--read), or the daemon refused the request;
-2 bad usage; 3 the daemon cannot be reached.
+Exit status: 0 done; 1 nothing to read (--read), or the daemon refused the request (for
+a group: refused for at least one member, each named on stderr); 2 bad usage; 3 the
+daemon cannot be reached.
+
+Names given to peers, and groups with their members and messages, are kept per node in
+$TORCHAT_HOME (default ~/.config/torchat)/NODE_ID.json, private to the user (0600).
 
 Python 3 standard library only.
 """
 import curses
 import json
 import locale
+import os
+import re
 import socket
 import sys
 import time
@@ -24,7 +31,10 @@ HELP = [
     "Paste an onion id and press Enter to open that conversation.",
     "Tab / Shift-Tab, Ctrl-N / Ctrl-P: next / previous peer in the panel",
     "PageUp / PageDown: scroll;  Up / Down: input history;  Ctrl-A/E/U/K: edit",
-    "/peer N|ID   open the Nth peer of the panel, or an onion id",
+    "/peer N|ID   open the Nth entry of the panel, or an onion id",
+    "/name NAME   name the open conversation's peer; /info: its full id",
+    "/group NAME ID|NAME ...   a group (16 at most, you included), opened",
+    "/invite ID|NAME, /kick ID|NAME, /leave   in the open group",
     "/history N   show the last N lines of this conversation (default 50)",
     "/quit        leave (the daemon keeps running and receiving)",
     "/exit        stop the daemon and leave",
@@ -33,6 +43,11 @@ HELP = [
 BASE32 = set("abcdefghijklmnopqrstuvwxyz234567")
 POLL = 0.5  # seconds between polls: incoming messages show within a second
 RETRY = 2.0  # seconds between tries while the daemon cannot be reached
+# A group message (PROTOCOL.md §8): "[#NAME GID] TEXT", NAME 1 to 24 printable ASCII
+# characters but "]", GID 12 lower-case hex digits.
+GROUP = re.compile(r"\[#([ -\\^-~]{1,24}) ([0-9a-f]{12})\] (.*)", re.S)
+MAX_MEMBERS = 16
+KEPT = 200  # messages kept per group
 
 
 class Unreachable(Exception):
@@ -75,10 +90,11 @@ class Daemon:
         return self.ask("HOST")["id"]
 
     def peers(self):
+        """Peers with unread messages, and which of them are strangers (PROTOCOL.md §5)."""
         reply = self.ask("GET_PEERS")
         unread = [p for p in reply.get("msg", "").split(",") if p]
-        counts = reply.get("unread") or [1] * len(unread)
-        return dict(zip(unread, counts)), reply.get("talked", [])
+        contacts = reply.get("contacts", len(unread))
+        return unread, set(unread[contacts:])
 
     def update(self, peer):
         reply = self.ask("UPDATE", msg=peer)
@@ -96,6 +112,100 @@ def onion_id(text):
     b32 = text.strip().lower()
     b32 = b32[:-6] if b32.endswith(".onion") else b32
     return b32 + ".onion" if len(b32) == 56 and set(b32) <= BASE32 else None
+
+
+def group_name(text):
+    """A group's name as the convention allows it, or None."""
+    return text if 1 <= len(text) <= 24 and all(" " <= c <= "~" and c != "]" for c in text) else None
+
+
+class Book:
+    """What the client keeps for one node, in a file private to the user: the names
+    given to peers, the groups with their members and messages, and the peers that
+    wrote without being written to (message requests)."""
+
+    def __init__(self, me):
+        home = os.environ.get("TORCHAT_HOME") or os.path.join(os.path.expanduser("~"), ".config", "torchat")
+        os.makedirs(home, mode=0o700, exist_ok=True)
+        self.path, self.me = os.path.join(home, me + ".json"), me
+        self.names, self.groups, self.requests = {}, {}, []
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                data = json.load(f)
+            self.names = {p: fit(str(n), 24) for p, n in data.get("names", {}).items() if onion_id(p) == p}
+            self.groups = {g: v for g, v in data.get("groups", {}).items() if re.fullmatch("[0-9a-f]{12}", g)}
+            self.requests = [p for p in data.get("requests", []) if onion_id(p) == p]
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, AttributeError) as e:
+            raise Unreachable(f"cannot read {self.path}: {e}")
+
+    def save(self):
+        tmp = self.path + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({"names": self.names, "groups": self.groups, "requests": self.requests}, f)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.path)
+
+    def label(self, peer):
+        """The user's name for a peer, or the start of its id."""
+        return "me" if peer == self.me else self.names.get(peer) or peer[:12] + "..."
+
+    def group_label(self, gid):
+        """A group's name was chosen by whoever made it: unless that was the user, the
+        start of its id stands beside it, so that two groups cannot pass for one."""
+        group = self.groups[gid]
+        return f"#{group['name']}" + ("" if group.get("mine") else f" ~{gid[:6]}")
+
+    def resolve(self, word):
+        """An onion id, or the peer the user gave that name; None if neither (or two)."""
+        named = [p for p, n in self.names.items() if n == word]
+        return onion_id(word) or (named[0] if len(named) == 1 else None)
+
+    def file(self, sender, text, verified, t):
+        """A group message (PROTOCOL.md §8) into its group; False if `text` is not one.
+        Only a verified member changes the members list, or leaves."""
+        match = GROUP.fullmatch(text)
+        if not match:
+            return False
+        name, gid, body = match.groups()
+        group = self.groups.setdefault(gid, {"name": name, "members": [], "log": [], "unread": 0})
+        member = verified and sender in group["members"]
+        ids = [onion_id(w) for w in body[len("members: "):].split()] if body.startswith("members: ") else []
+        if ids and all(ids) and len(ids) <= MAX_MEMBERS and (member or (verified and not group["members"])):
+            group["name"], group["members"] = name, list(dict.fromkeys(ids))
+            body = self.shown(body)
+        elif body == "left" and member:
+            group["members"].remove(sender)
+        mark = "unverified" if not verified else "" if member or sender in group["members"] else "non-member"
+        self.log(gid, t, sender, body, mark)
+        return True
+
+    def shown(self, body):
+        """A members list with the user's names for its ids."""
+        ids = [onion_id(w) for w in body[len("members: "):].split()] if body.startswith("members: ") else []
+        return "members: " + ", ".join(self.label(p) for p in ids) if ids and all(ids) else body
+
+    def log(self, gid, t, sender, text, mark):
+        group = self.groups[gid]
+        group["log"] = (group["log"] + [[t, sender, text, mark]])[-KEPT:]
+        group["unread"] += 1
+
+    def send_group(self, daemon, gid, text, to=None):
+        """TEXT to every other member (or to `to`), one SEND each; the members it could
+        not be sent to, each with the daemon's reason."""
+        group, failed = self.groups[gid], []
+        for member in to or group["members"]:
+            if member != self.me:
+                try:
+                    daemon.send(member, f"[#{group['name']} {gid}] {text}")
+                    if member in self.requests:  # writing to a peer accepts its request
+                        self.requests.remove(member)
+                except Refused as e:
+                    why = str(e).removeprefix(f"SEND to {member}: ")  # the member is named here
+                    failed.append(f"{self.label(member)}: {why}")
+        return failed
 
 
 def hhmm(t):
@@ -150,12 +260,12 @@ def fit(text, cols):
 class Chat:
     def __init__(self, screen, daemon):
         self.screen, self.daemon = screen, daemon
-        self.me = None
-        self.unread, self.talked, self.opened = {}, [], []
-        self.peer = None
+        self.me, self.book = None, None
+        self.unread, self.opened = {}, []  # counts taken but not yet seen; this session's peers
+        self.peer, self.group = None, None  # the open conversation: a peer, or a group's id
         self.lines = []  # the conversation: (time, kind, text, mark)
         self.history = []  # the last HISTORY reply for the open conversation
-        self.extra = []  # lines HISTORY does not hold: notices, messages from before a log rotation
+        self.notices = {}  # per peer, notices HISTORY does not hold (a SEND refused at once)
         self.depth = 50
         self.stale = False  # HISTORY must be asked again
         self.info = list(HELP[:1])  # lines of our own, shown under the conversation
@@ -171,9 +281,9 @@ class Chat:
         try:
             if self.me is None:
                 self.me = self.daemon.host()
-            if self.peer:
-                self.read_new()
-            self.unread, self.talked = self.daemon.peers()
+                self.book = Book(self.me)
+            self.take()
+            self.refresh()
             if self.down:
                 self.say(f"connected to the daemon on 127.0.0.1:{self.daemon.port}", False)
                 self.down = False
@@ -186,70 +296,93 @@ class Chat:
             self.say(f"refused: {e}", True)
             self.next_poll = time.monotonic() + POLL
 
-    def read_new(self):
-        """Takes the open conversation's unread messages (so they count as read) and
-        shows the conversation as HISTORY has it, with what HISTORY cannot show. HISTORY
-        is asked again only when something may have changed: a conversation just opened,
-        a message in or out, or one of ours still queued."""
-        taken, notices = [], len(self.extra)
-        for _ in range(100):
-            reply = self.daemon.update(self.peer)
-            if reply is None:
-                break
-            if reply.get("error"):
-                self.extra.append((time.time(), "!", reply.get("msg", ""), ""))
-            else:
-                text = reply.get("msg", "")
-                verified = reply.get("verified", False)
+    def take(self):
+        """Takes every unread message (so they count as read) and files it: a group
+        message in its group, wherever it came from; anything else in its sender's
+        conversation, shown from HISTORY."""
+        unread, strangers = self.daemon.peers()
+        changed = False
+        for peer in unread:
+            if peer in strangers and peer not in self.book.requests:
+                self.book.requests.append(peer)
+            for _ in range(100):
+                reply = self.daemon.update(peer)
+                if reply is None:
+                    break
+                changed = True
+                text, verified = reply.get("msg", ""), reply.get("verified", False)
                 if not verified and text.startswith("[unverified] "):
                     text = text[len("[unverified] "):]
-                taken.append((text, verified))
+                if reply.get("error"):
+                    self.notices.setdefault(peer, []).append((time.time(), "!", text, ""))
+                elif self.book.file(peer, text, verified, time.time()):
+                    continue
+                self.unread[peer] = self.unread.get(peer, 0) + 1
+        if changed:
+            self.book.save()
+            self.stale = True
+
+    def refresh(self):
+        """The open conversation. A peer's comes from HISTORY, asked again only when
+        something may have changed (a message in or out, or one of ours still queued);
+        its group messages are shown in their groups instead."""
+        if self.group:
+            group = self.book.groups[self.group]
+            group["unread"] = 0
+            self.lines = [(t, self.book.label(who) + ":", text, mark) for t, who, text, mark in group["log"]]
+            return
+        if not self.peer:
+            return
+        self.unread.pop(self.peer, None)
         queued = any(line.get("state") == "queued" for line in self.history)
-        if not (self.stale or taken or queued or len(self.extra) > notices):
+        if not (self.stale or queued):
             return
         self.stale = False
         self.history = self.daemon.history(self.peer, self.depth)
-        recent = [line.get("msg") for line in self.history if line.get("dir") == "in"][-(len(taken) + 5):]
-        for text, verified in taken:
-            if text not in recent:
-                self.extra.append((time.time(), "<", text, "" if verified else "unverified"))
         lines = []
         for line in self.history:
+            if GROUP.fullmatch(line.get("msg", "")):
+                continue
             if line.get("dir") == "in":
                 lines.append((line["t"], "<", line["msg"], "" if line.get("verified") else "unverified"))
             else:
                 lines.append((line["t"], ">", line["msg"], line.get("state", "")))
-        self.lines = sorted(lines + self.extra, key=lambda line: line[0])
+        self.lines = sorted(lines + self.notices.get(self.peer, []), key=lambda line: line[0])
 
     def say(self, status, alarm):
         self.status, self.alarm = status, alarm
 
-    def open(self, peer):
-        try:
-            self.daemon.history(peer, 1)  # the daemon checks the id: a typo is refused here
-        except (Unreachable, Refused) as e:
-            return self.say(f"cannot open {peer[:16]}...: {e}", True)
-        self.peer, self.extra, self.history, self.lines, self.scroll = peer, [], [], [], 0
-        self.stale = True
-        self.info = []
-        if peer in self.opened:
-            self.opened.remove(peer)
-        self.opened.insert(0, peer)
+    def open(self, entry):
+        """Opens a peer's conversation, or a group's (`entry` a group id)."""
+        if entry in (self.book.groups if self.book else {}):
+            self.peer, self.group = None, entry
+        else:
+            try:
+                self.daemon.history(entry, 1)  # the daemon checks the id: a typo is refused here
+            except (Unreachable, Refused) as e:
+                return self.say(f"cannot open {entry[:16]}...: {e}", True)
+            self.peer, self.group = entry, None
+            if entry in self.opened:
+                self.opened.remove(entry)
+            self.opened.insert(0, entry)
+        self.history, self.lines, self.scroll, self.stale, self.info = [], [], 0, True, []
         self.next_poll = 0.0
 
     def panel(self):
-        """The peers in the side panel: unread first, then this session's, then recent."""
-        out = list(self.unread)
-        for peer in self.opened + self.talked:
-            if peer not in out:
-                out.append(peer)
-        return out
+        """The side panel: groups, then peers (unread first, then this session's, then
+        named ones), then message requests: strangers who wrote first."""
+        groups = list(self.book.groups) if self.book else []
+        requests = self.book.requests if self.book else []
+        peers = list(self.unread) + self.opened + (list(self.book.names) if self.book else [])
+        peers = [p for p in dict.fromkeys(peers) if p not in requests]
+        return groups + peers + [p for p in requests if p not in peers]
 
     def step(self, by):
-        peers = self.panel()
-        if peers:
-            at = peers.index(self.peer) if self.peer in peers else -by
-            self.open(peers[(at + by) % len(peers)])
+        entries = self.panel()
+        if entries:
+            current = self.group or self.peer
+            at = entries.index(current) if current in entries else -by
+            self.open(entries[(at + by) % len(entries)])
 
     # --- the input line -----------------------------------------------------------
 
@@ -265,13 +398,26 @@ class Chat:
         peer = onion_id(line)
         if peer:
             return self.open(peer)
-        if not self.peer:
-            return self.say("no conversation open: paste an onion id, or /peer N", True)
         try:
+            if self.group:
+                return self.to_group(line)
+            if not self.peer:
+                return self.say("no conversation open: paste an onion id, or /peer N", True)
             self.daemon.send(self.peer, line)
+            if self.peer in self.book.requests:  # replying accepts a message request
+                self.book.requests.remove(self.peer)
+                self.book.save()
             self.stale, self.next_poll = True, 0.0
         except (Unreachable, Refused) as e:
             self.say(f"not sent: {e}", True)
+
+    def to_group(self, text, to=None):
+        """Sends to every other member of the open group; says which did not get it."""
+        failed = self.book.send_group(self.daemon, self.group, text, to)
+        self.book.log(self.group, time.time(), self.me, self.book.shown(text), "")
+        self.book.save()
+        if failed:
+            self.say("not sent to " + "; ".join(failed), True)
 
     def command(self, line):
         name, _, arg = line.partition(" ")
@@ -294,6 +440,23 @@ class Chat:
                 self.open(onion_id(arg))
             else:
                 self.say(f"/peer: expected 1 to {len(peers)} or an onion id", True)
+        elif name == "/name":
+            given = fit(arg, 24).strip()
+            if not self.peer or not given:
+                return self.say("/name: open a peer's conversation, then /name NAME", True)
+            self.book.names[self.peer] = given
+            self.book.save()
+        elif name == "/info":
+            if self.group:
+                group = self.book.groups[self.group]
+                members = [f"{self.book.label(p)} {p}" for p in group["members"]]
+                self.info = [f"group {group['name']} ({self.group}), members:"] + members
+            elif self.peer:
+                self.info = [f"{self.book.label(self.peer)}: {self.peer}"]
+        elif name == "/group":
+            self.new_group(arg.split())
+        elif name in ("/invite", "/kick", "/leave"):
+            self.membership(name, arg)
         elif name == "/history":
             if arg.isdigit() and int(arg) > 0:
                 self.depth, self.stale, self.next_poll = int(arg), True, 0.0
@@ -301,6 +464,43 @@ class Chat:
                 self.say("/history: expected a number of lines", True)
         else:
             self.say(f"unknown command {name} (see /help)", True)
+
+    def new_group(self, words):
+        """/group NAME ID|NAME ...: a new group id, the members list to every member."""
+        name = group_name(words[0]) if words else None
+        members = [self.book.resolve(w) for w in words[1:]]
+        unknown = [w for w, p in zip(words[1:], members) if not p]
+        if not name or not members or unknown:
+            why = f"who is {', '.join(unknown)}? (an onion id or a /name)" if unknown else "/group NAME ID|NAME ..."
+            return self.say(why, True)
+        members = list(dict.fromkeys([self.me] + members))
+        if len(members) > MAX_MEMBERS:
+            return self.say(f"/group: at most {MAX_MEMBERS} members, you included", True)
+        gid = os.urandom(6).hex()
+        self.book.groups[gid] = {"name": name, "members": members, "mine": True, "log": [], "unread": 0}
+        self.open(gid)
+        self.to_group("members: " + " ".join(members))
+
+    def membership(self, command, arg):
+        """/invite, /kick: the new members list to old and new members; /leave."""
+        if not self.group:
+            return self.say(f"{command}: open a group first", True)
+        group = self.book.groups[self.group]
+        if command == "/leave":
+            self.to_group("left")
+            del self.book.groups[self.group]
+            self.book.save()
+            self.group, self.lines = None, []
+            return
+        peer = self.book.resolve(arg)
+        if not peer:
+            return self.say(f"{command}: who is {arg}? (an onion id or a /name)", True)
+        old = list(group["members"])
+        members = [p for p in old if p != peer] if command == "/kick" else list(dict.fromkeys(old + [peer]))
+        if len(members) > MAX_MEMBERS:
+            return self.say(f"/invite: at most {MAX_MEMBERS} members, you included", True)
+        group["members"] = members
+        self.to_group("members: " + " ".join(members), to=list(dict.fromkeys(old + members)))
 
     def key(self, k):
         if k in ("\n", "\r", curses.KEY_ENTER):
@@ -366,15 +566,26 @@ class Chat:
             y += 1
         self.put(y + 1, 0, fit("peers (Tab):", side - 1), curses.A_BOLD)
         y += 2
-        for n, peer in enumerate(self.panel(), 1):
-            if y >= rows - 2:
+        requests = self.book.requests if self.book else []
+        for n, entry in enumerate(self.panel(), 1):
+            if y >= rows - 3:
                 break
-            count = self.unread.get(peer)
-            label = f"{n:>2} {peer[:12]}..." + (f" ({count})" if count else "")
-            self.put(y, 0, fit(label, side - 1), curses.A_REVERSE if peer == self.peer else 0)
+            if entry in requests and (n == 1 or self.panel()[n - 2] not in requests):
+                self.put(y, 0, fit("requests (reply to accept):", side - 1), curses.A_BOLD)
+                y += 1
+            group = self.book.groups.get(entry) if self.book else None
+            count = group["unread"] if group else self.unread.get(entry)
+            label = self.book.group_label(entry) if group else self.book.label(entry) if self.book else entry
+            label = f"{n:>2} {label}" + (f" ({count})" if count else "")
+            self.put(y, 0, fit(label, side - 1), curses.A_REVERSE if entry in (self.peer, self.group) else 0)
             y += 1
         x, pane = side + 2, cols - side - 2
-        title = self.peer or "no conversation: paste an onion id, or /peer N"
+        if self.group:
+            title = self.book.group_label(self.group) + "  (/info: members)"
+        elif self.peer:
+            title = f"{self.book.label(self.peer)}  {self.peer}"
+        else:
+            title = "no conversation: paste an onion id, or /peer N"
         self.put(0, x, fit(title, pane), curses.A_BOLD)
         body = []
         for t, kind, text, mark in self.lines:
@@ -433,8 +644,9 @@ def interactive(daemon):
 
 
 def read_unread(daemon):
-    """Every unread message, peer by peer, as `[HH:MM] PEER: TEXT`."""
-    printed = 0
+    """Every unread message, peer by peer, as `[HH:MM] PEER: TEXT`; a group message as
+    `[HH:MM] #GROUP PEER: TEXT`, and filed in its group for the full-screen chat."""
+    book, printed = Book(daemon.host()), 0
     for _ in range(1000):
         unread, _ = daemon.peers()
         if not unread:
@@ -442,10 +654,33 @@ def read_unread(daemon):
         for peer in unread:
             reply = daemon.update(peer)
             while reply is not None:
-                print(f"[{reply.get('date', '')}] {peer}: {reply.get('msg', '')}")
+                text, verified = reply.get("msg", ""), reply.get("verified", False)
+                line = f"{peer}: {text}"
+                if not reply.get("error") and book.file(peer, text, verified, time.time()):
+                    gid = GROUP.fullmatch(text).group(2)
+                    t, who, body, mark = book.groups[gid]["log"][-1]
+                    line = f"{book.group_label(gid)} {book.label(who)}: {body}" + (f"  [{mark}]" if mark else "")
+                print(f"[{reply.get('date', '')}] {clean(line)}")
                 printed += 1
                 reply = daemon.update(peer)
+    book.save()
     return 0 if printed else 1
+
+
+def send_group(daemon, name, text):
+    """TEXT to every other member of the group the user knows by NAME."""
+    book = Book(daemon.host())
+    found = [g for g, group in book.groups.items() if group["name"] == name]
+    if len(found) != 1:
+        print(f"torchat: {'no' if not found else 'more than one'} group named {name}", file=sys.stderr)
+        return 1
+    failed = book.send_group(daemon, found[0], text)
+    book.log(found[0], time.time(), book.me, text, "")
+    book.save()
+    for why in failed:
+        print(f"torchat: not sent to {why}", file=sys.stderr)
+    print(f"queued for {len(book.groups[found[0]]['members']) - 1 - len(failed)} members of #{name}")
+    return 1 if failed else 0
 
 
 def main(argv):
@@ -471,6 +706,8 @@ def main(argv):
                 return 1
             print(f"queued for {peer} as {daemon.send(peer, text)}")
             return 0
+        if len(args) == 4 and args[1] == "--send-group":
+            return send_group(daemon, args[2], sys.stdin.read().rstrip("\n") if args[3] == "-" else args[3])
     except Unreachable as e:
         print(f"torchat: {e}", file=sys.stderr)
         return 3

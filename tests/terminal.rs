@@ -3,70 +3,6 @@
 
 mod common;
 use common::*;
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-fn client() -> String {
-    format!("{}/scripts/torchat.py", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A tmux server of this test's own, running the client in one window. When the client
-/// ends, the pane says how, and stays open to be read.
-struct Terminal {
-    socket: String,
-}
-
-impl Terminal {
-    fn start(port: u16, cols: u16, rows: u16) -> Terminal {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let socket = format!("torchat-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-        let script = format!("python3 {} {port}; echo \"client exited: $?\"; exec cat", client());
-        let t = Terminal { socket };
-        let (cols, rows) = (cols.to_string(), rows.to_string());
-        t.tmux(&["-f", "/dev/null", "new-session", "-d", "-s", "main", "-x", &cols, "-y", &rows])
-            .args(["-e", "LANG=C.UTF-8", "sh", "-c", &script])
-            .status()
-            .unwrap();
-        t
-    }
-
-    fn tmux(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("tmux");
-        c.args(["-u", "-L", &self.socket]).args(args).stdout(Stdio::piped()).stderr(Stdio::null());
-        c
-    }
-
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "main"]).output().unwrap().stdout).into()
-    }
-
-    fn type_line(&self, text: &str) {
-        assert!(self.tmux(&["send-keys", "-t", "main", "-l", text]).status().unwrap().success());
-        self.key("Enter");
-    }
-
-    fn key(&self, key: &str) {
-        assert!(self.tmux(&["send-keys", "-t", "main", key]).status().unwrap().success());
-    }
-
-    /// Polls the screen until `cond` holds; the screen then.
-    fn wait(&self, what: &str, cond: impl Fn(&str) -> bool) -> String {
-        let mut screen = String::new();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !cond(&screen) {
-            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}; the screen:\n{screen}");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-            screen = self.screen();
-        }
-        screen
-    }
-}
-
-impl Drop for Terminal {
-    fn drop(&mut self) {
-        let _ = self.tmux(&["kill-server"]).status();
-    }
-}
 
 fn row_of(screen: &str, text: &str) -> Option<usize> {
     screen.lines().position(|l| l.contains(text))
@@ -114,7 +50,7 @@ fn chat_in_a_terminal_with_a_second_daemon_and_an_old_peer() {
     assert!(row_of(&screen, "w59").unwrap() - row_of(&screen, "w00").unwrap() >= 4, "{screen}");
 
     // Switch back with the command, and leave the daemon running.
-    t.type_line("/peer 2");
+    t.type_line("/peer 1");
     t.wait("B's conversation again", |s| s.contains("< fine, thanks"));
     t.type_line("/quit");
     t.wait("the client to end", |s| s.contains("client exited: 0"));
@@ -141,18 +77,7 @@ fn the_daemon_going_away_is_a_message_and_a_retry_and_exit_stops_it() {
 }
 
 fn run(args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = Command::new("python3")
-        .arg(client())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
-    let Output { status, stdout, stderr } = child.wait_with_output().unwrap();
-    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
-    (status.code().unwrap_or(-1), text(stdout), text(stderr))
+    run_client(&temp_dir("script-home"), args, stdin)
 }
 
 #[test]

@@ -459,3 +459,90 @@ fn serve_socks(mut c: TcpStream, routes: &Mutex<HashMap<String, Route>>, connect
         },
     }
 }
+
+pub fn client() -> String {
+    format!("{}/scripts/torchat.py", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A tmux server of this test's own, running the client in one window, with its own
+/// folder for what the client keeps (TORCHAT_HOME). When the client ends, the pane says
+/// how, and stays open to be read.
+pub struct Terminal {
+    socket: String,
+    pub home: PathBuf,
+}
+
+impl Terminal {
+    pub fn start(port: u16, cols: u16, rows: u16) -> Terminal {
+        Terminal::start_in(port, cols, rows, temp_dir("client-home"))
+    }
+
+    pub fn start_in(port: u16, cols: u16, rows: u16, home: PathBuf) -> Terminal {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let socket = format!("torchat-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let (client, dir) = (client(), home.display());
+        let script = format!("TORCHAT_HOME={dir} python3 {client} {port}; echo \"client exited: $?\"; exec cat");
+        let t = Terminal { socket, home };
+        let (cols, rows) = (cols.to_string(), rows.to_string());
+        t.tmux(&["-f", "/dev/null", "new-session", "-d", "-s", "main", "-x", &cols, "-y", &rows])
+            .args(["-e", "LANG=C.UTF-8", "sh", "-c", &script])
+            .status()
+            .unwrap();
+        t
+    }
+
+    pub fn tmux(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("tmux");
+        c.args(["-u", "-L", &self.socket]).args(args).stdout(Stdio::piped()).stderr(Stdio::null());
+        c
+    }
+
+    pub fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "main"]).output().unwrap().stdout).into()
+    }
+
+    pub fn type_line(&self, text: &str) {
+        assert!(self.tmux(&["send-keys", "-t", "main", "-l", text]).status().unwrap().success());
+        self.key("Enter");
+    }
+
+    pub fn key(&self, key: &str) {
+        assert!(self.tmux(&["send-keys", "-t", "main", key]).status().unwrap().success());
+    }
+
+    /// Polls the screen until `cond` holds; the screen then.
+    pub fn wait(&self, what: &str, cond: impl Fn(&str) -> bool) -> String {
+        let mut screen = String::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !cond(&screen) {
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}; the screen:\n{screen}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            screen = self.screen();
+        }
+        screen
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]).status();
+    }
+}
+
+/// The client's non-interactive mode, keeping what it keeps in `home`: its exit status,
+/// stdout and stderr.
+pub fn run_client(home: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut child = Command::new("python3")
+        .arg(client())
+        .args(args)
+        .env("TORCHAT_HOME", home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let std::process::Output { status, stdout, stderr } = child.wait_with_output().unwrap();
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (status.code().unwrap_or(-1), text(stdout), text(stderr))
+}
