@@ -70,10 +70,12 @@ impl Courier {
         let ts = sys::now() / 60 * 60;
         let (id, msg, mid, port) = (&self.me.id, &next.text, &next.mid, next.port);
         let sig = self.me.sign(to, ts, mid, msg);
-        let request = json!({"cmd": "RECV", "id": id, "msg": msg, "portno": port, "mid": mid, "ts": ts, "sig": sig});
+        let request = json!({"cmd": "RECV", "id": id, "msg": msg, "portno": port,
+            "mid": mid, "ts": ts, "sig": sig});
         // No timeout of ours on the handshake: Tor bounds it (SocksTimeout; AUDIT.md).
         let socks = Socks5Stream::connect(self.proxy, (to.as_str(), port));
-        let mut stream = socks.map_err(|e| words(&format!("Tor's SOCKS port {}", self.proxy), e))?.into_inner();
+        let proxy = format!("Tor's SOCKS port {}", self.proxy);
+        let mut stream = socks.map_err(|e| words(&proxy, e))?.into_inner();
         // No shutdown(SHUT_WR) after it: Tor would end the whole stream (TORNET.md).
         stream.set_write_timeout(Some(ACK)).map_err(|e| words("sending", e))?;
         stream.write_all(request.to_string().as_bytes()).map_err(|e| words("sending", e))?;

@@ -167,9 +167,11 @@ impl Write for ErrorsLog {
 pub fn open_errors_log(dir: &Path) -> Result<(), String> {
     folder(dir)?;
     private(&dir.join(ERRORS))?;
-    let config = ConfigBuilder::new().set_time_format_rfc3339().set_thread_level(LevelFilter::Off).build();
+    let mut config = ConfigBuilder::new();
+    let config = config.set_time_format_rfc3339().set_thread_level(LevelFilter::Off).build();
+    let errors = LineWriter::new(ErrorsLog(dir.join(ERRORS)));
     let loggers: Vec<Box<dyn SharedLogger>> = vec![
-        WriteLogger::new(LevelFilter::Info, config.clone(), LineWriter::new(ErrorsLog(dir.join(ERRORS)))),
+        WriteLogger::new(LevelFilter::Info, config.clone(), errors),
         WriteLogger::new(LevelFilter::Error, config, io::stderr()),
     ];
     CombinedLogger::init(loggers).map_err(|e| e.to_string())

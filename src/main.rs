@@ -8,20 +8,20 @@ use std::{io::Write, net::SocketAddr, path::Path, process::exit, sync::mpsc, syn
 use torchat::journal::{self, Journal};
 use torchat::onion::{Identity, OnionId};
 use torchat::reactor::{self, Reactor};
-use torchat::{delivery::Courier, node::Node, state::Limits, sys};
+use torchat::state::{self, Limits};
+use torchat::{delivery::Courier, node::Node, sys};
 
-const USAGE: &str = "Usage: main [options] PORT\n\nServes local clients on 127.0.0.1:PORT (0: any free port).";
-const OPTIONS: [(&str, &str); 12] = [
-    ("peer-port", "port that Tor delivers onion connections to (PORT+1)"),
-    ("hostname", "Tor's hostname file of this onion service (tor/hs/hostname)"),
-    ("key", "its secret key (hs_ed25519_secret_key beside the hostname file)"),
+const USAGE: &str = "Usage: main [options] PORT\n\n\
+    Serves local clients on 127.0.0.1:PORT (0: any free port).";
+const OPTIONS: [(&str, &str); 10] = [
+    ("peer-port", "port Tor delivers onion connections to (PORT+1)"),
+    ("hostname", "Tor's hostname file; its key beside it (tor/hs/hostname)"),
     ("logs", "folder of messages.log and errors.log (logs)"),
     ("socks", "Tor's SOCKS5 port (127.0.0.1:9250)"),
     ("give-up", "seconds to keep retrying a delivery (86400)"),
     ("max-conns", "open connections per port (1000)"),
     ("idle", "seconds a connection may stay open (20)"),
     ("max-unread", "unread messages per contact, unsent per peer (1000)"),
-    ("max-peers", "peers with unsent messages (1000)"),
     ("max-strangers", "strangers with unread messages (50)"),
     ("stranger-unread", "unread messages per stranger (10)"),
 ];
@@ -56,10 +56,10 @@ fn main() {
     }
     let [port] = m.free.as_slice() else { fail(2, "expected one PORT") };
     let port: u16 = port.parse().unwrap_or_else(|_| fail(2, &format!("bad port {port:?}")));
-    let peer_port = opt(&m, "peer-port", if port == 0 { 0 } else { port.checked_add(1).unwrap_or(0) });
+    let next = if port == 0 { 0 } else { port.checked_add(1).unwrap_or(0) };
+    let peer_port = opt(&m, "peer-port", next);
     let limits = Limits {
         max_unread: count(&m, "max-unread", 1000),
-        max_peers: count(&m, "max-peers", 1000),
         max_strangers: count(&m, "max-strangers", 50),
         stranger_unread: count(&m, "stranger-unread", 10),
     };
@@ -68,11 +68,12 @@ fn main() {
     let proxy = opt(&m, "socks", SocketAddr::from(([127, 0, 0, 1], 9250)));
     let give_up = opt(&m, "give-up", 86400);
     // Both ports full, a SOCKS connection per peer, and a few files of our own.
-    let needed = (2 * max_conns + limits.max_peers + 64) as u64;
+    let needed = (2 * max_conns + state::MAX_PEERS + 64) as u64;
     match sys::raise_fd_limit(needed) {
         Err(e) => fail(1, &format!("cannot raise the open files limit: {e}")),
         Ok(hard) if hard < needed => {
-            fail(2, &format!("these limits need {needed} open files, and the hard limit is {hard}: lower --max-conns"))
+            let why = format!("these limits need {needed} open files, the hard limit is {hard}");
+            fail(2, &format!("{why}: lower --max-conns"))
         }
         Ok(_) => {}
     }
@@ -81,7 +82,8 @@ fn main() {
     journal::open_errors_log(Path::new(&dir)).unwrap_or_else(|e| fail(1, &e));
     let (journal, state) = Journal::open(Path::new(&dir)).unwrap_or_else(|e| fail(1, &e));
     let listeners = [(port, "clients"), (peer_port, "peers")].map(|(port, what)| {
-        listen(port).unwrap_or_else(|e| fail(1, &format!("cannot listen for {what} on 127.0.0.1:{port}: {e}")))
+        let why = |e| format!("cannot listen for {what} on 127.0.0.1:{port}: {e}");
+        listen(port).unwrap_or_else(|e| fail(1, &why(e)))
     });
     let addr = |i: usize| listeners[i].local_addr().map_or(String::new(), |a| a.to_string());
     println!("TORchat {}: clients on {}, peers on {}", me.id, addr(0), addr(1));
@@ -94,9 +96,10 @@ fn main() {
     }
     let _ = std::io::stdout().flush();
     let poll = Poll::new().unwrap_or_else(|e| fail(1, &format!("cannot poll: {e}")));
-    let waker = Waker::new(poll.registry(), reactor::WAKE).unwrap_or_else(|e| fail(1, &e.to_string()));
+    let waker = Waker::new(poll.registry(), reactor::WAKE);
+    let waker = Arc::new(waker.unwrap_or_else(|e| fail(1, &e.to_string())));
     let (reports_to, reports) = mpsc::channel();
-    let courier = Courier { me: Arc::new(me), proxy, give_up, reports: reports_to, waker: Arc::new(waker) };
+    let courier = Courier { me: Arc::new(me), proxy, give_up, reports: reports_to, waker };
     let node = Node::new(journal, state, limits, courier);
     if let Err(e) = (Reactor { poll, listeners, reports, node, max_conns, idle }).run() {
         log::error!("{e}"); // to the errors log and to stderr
@@ -115,8 +118,8 @@ fn listen(port: u16) -> std::io::Result<TcpListener> {
 fn identity(m: &Matches) -> Result<Identity, String> {
     let hostname = m.opt_str("hostname").unwrap_or_else(|| "tor/hs/hostname".into());
     let text = std::fs::read_to_string(&hostname);
-    let text = text.map_err(|e| format!("cannot read {hostname}: {e} (is tor running? see --hostname)"))?;
+    let hint = "is tor running? see --hostname";
+    let text = text.map_err(|e| format!("cannot read {hostname}: {e} ({hint})"))?;
     let id = OnionId::parse(&text).map_err(|e| format!("{hostname}: {e}"))?;
-    let beside = Path::new(&hostname).with_file_name("hs_ed25519_secret_key");
-    Identity::load(&m.opt_str("key").map_or(beside, Into::into), id)
+    Identity::load(&Path::new(&hostname).with_file_name("hs_ed25519_secret_key"), id)
 }

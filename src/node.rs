@@ -4,13 +4,13 @@
 //! the courier, whose threads report back through the reactor (`delivered`).
 
 use crate::delivery::Courier;
-use crate::onion::{self, Identity, OnionId};
+use crate::onion::{self, OnionId};
 use crate::state::{Limits, State};
 use crate::wire::{self, Event, Mid, Port, Record, Recv, Request};
 use crate::{journal::Journal, sys};
 use log::{error, warn};
 use serde_json::{json, Value};
-use std::{collections::HashSet, sync::Arc};
+use std::collections::HashSet;
 
 /// How far a signed time stamp may be from our clock (PROTOCOL.md §4).
 const SKEW: u64 = 10 * 60;
@@ -18,7 +18,6 @@ const SKEW: u64 = 10 * 60;
 const LOGGED: usize = 100;
 
 pub struct Node {
-    pub me: Arc<Identity>,
     state: State,
     journal: Journal,
     limits: Limits,
@@ -34,8 +33,8 @@ pub struct Node {
 
 impl Node {
     pub fn new(journal: Journal, state: State, limits: Limits, courier: Courier) -> Node {
-        let (me, busy) = (courier.me.clone(), HashSet::new());
-        let mut node = Node { me, state, journal, limits, courier, busy, refusals: (0, 0), exit: false };
+        let (busy, refusals) = (HashSet::new(), (0, 0));
+        let mut node = Node { state, journal, limits, courier, busy, refusals, exit: false };
         for peer in node.state.senders() {
             node.dispatch(&peer);
         }
@@ -51,7 +50,10 @@ impl Node {
             Ok(Request::Update { msg: peer }) => return Some(self.update(peer)),
             Ok(Request::History { id, msg: n }) => self.history(id, n),
             Ok(Request::GetPeers) => self.peers(),
-            Ok(Request::Host) => json!({"cmd": "HOST", "id": self.me.id, "msg": self.me.id.short()}),
+            Ok(Request::Host) => {
+                let me = &self.courier.me.id;
+                json!({"cmd": "HOST", "id": me, "msg": me.short()})
+            }
             Ok(Request::Exit) => {
                 self.exit = true;
                 json!({"cmd": "EXIT", "msg": ""})
@@ -86,7 +88,9 @@ impl Node {
         self.refusals.1 += 1;
         match self.refusals.1 {
             n if n <= LOGGED => warn!("refused: {why}"),
-            n if n == LOGGED + 1 => warn!("refused: more than {LOGGED} requests this minute; not logging them"),
+            n if n == LOGGED + 1 => {
+                warn!("refused: more than {LOGGED} requests this minute; not logging them")
+            }
             _ => {}
         }
         wire::refusal(why)
@@ -109,7 +113,8 @@ impl Node {
 
     fn receive(&mut self, recv: Recv) -> Value {
         let mid = recv.mid.as_ref().map(|m| m.0.clone());
-        let ack = json!({"cmd": "END", "id": self.me.id, "msg": mid.as_deref().unwrap_or_default()});
+        let acked = mid.as_deref().unwrap_or_default();
+        let ack = json!({"cmd": "END", "id": self.courier.me.id, "msg": acked});
         match self.admit(&recv) {
             Err(why) => return self.refuse(&format!("RECV from {}: {why}", recv.from)),
             Ok(false) => return ack,
@@ -139,7 +144,7 @@ impl Node {
         }
         self.state.admit(from, &self.limits)?;
         if let Some((ts, sig)) = &recv.signed {
-            onion::verify(&self.me.id, from, *ts, mid, &recv.text.0, sig)?;
+            onion::verify(&self.courier.me.id, from, *ts, mid, &recv.text.0, sig)?;
         }
         Ok(true)
     }
@@ -165,7 +170,8 @@ impl Node {
 
     /// Hands the peer's oldest waiting message to a delivery thread, unless one has it.
     fn dispatch(&mut self, peer: &OnionId) {
-        let Some(next) = self.state.next_out(peer).filter(|_| !self.busy.contains(peer)) else { return };
+        let next = self.state.next_out(peer);
+        let Some(next) = next.filter(|_| !self.busy.contains(peer)) else { return };
         match self.courier.send(peer.clone(), next.clone(), self.state.acknowledges(peer)) {
             Ok(()) => _ = self.busy.insert(peer.clone()),
             Err(e) => error!("cannot start a delivery thread: {e}"),
@@ -218,7 +224,8 @@ impl Node {
         let ids: Vec<&str> = shown.iter().map(|p| p.as_str()).collect();
         let unread: Vec<usize> = shown.iter().map(|p| self.state.unread(p)).collect();
         let (cut, contacts) = (waiting.len() - shown.len(), contacts.min(40));
-        json!({"cmd": "GET_PEERS", "msg": ids.join(","), "cut": cut, "unread": unread, "contacts": contacts})
+        let msg = ids.join(",");
+        json!({"cmd": "GET_PEERS", "msg": msg, "cut": cut, "unread": unread, "contacts": contacts})
     }
 }
 

@@ -141,7 +141,8 @@ fn signed(to: &OnionId, from: &OnionId, ts: u64, mid: &str, msg: &str) -> Vec<u8
 pub fn verify(
     to: &OnionId, from: &OnionId, ts: u64, mid: &str, msg: &str, sig: &Signature,
 ) -> Result<(), &'static str> {
-    let key = VerifyingKey::from_bytes(&from.key()).map_err(|_| "the sender's id is not an ed25519 key")?;
+    let key = VerifyingKey::from_bytes(&from.key());
+    let key = key.map_err(|_| "the sender's id is not an ed25519 key")?;
     if key.is_weak() || !key.to_edwards().is_torsion_free() {
         return Err("the sender's id is a weak key");
     }

@@ -51,9 +51,11 @@ impl Reactor {
         }
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGXFSZ])?;
         self.poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
-        let (mut conns, mut events) = (Conns { next: 4, ..Conns::default() }, Events::with_capacity(1024));
+        let mut conns = Conns { next: 4, ..Conns::default() };
+        let mut events = Events::with_capacity(1024);
         while !self.node.exit {
-            let timeout = conns.deadlines.front().map(|d| d.0.saturating_duration_since(Instant::now()));
+            let nearest = conns.deadlines.front();
+            let timeout = nearest.map(|d| d.0.saturating_duration_since(Instant::now()));
             match self.poll.poll(&mut events, timeout) {
                 Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
                 _ => {}
@@ -62,8 +64,18 @@ impl Reactor {
                 match event.token() {
                     Token(0) => self.accept(&mut conns, Port::Client),
                     Token(1) => self.accept(&mut conns, Port::Peer),
-                    WAKE => self.reports.try_iter().for_each(|(peer, ev)| self.node.delivered(peer, ev)),
-                    SIGNALS => signals.pending().for_each(|signal| self.signalled(signal)),
+                    WAKE => {
+                        for (peer, outcome) in self.reports.try_iter() {
+                            self.node.delivered(peer, outcome);
+                        }
+                    }
+                    // SIGINT and SIGTERM stop the loop. SIGHUP (logrotate's) needs nothing
+                    // done, and SIGXFSZ is caught so that a write past a file size limit
+                    // fails, and is reported, instead of killing the daemon.
+                    SIGNALS => {
+                        let stop = signals.pending().filter(|&s| s == SIGINT || s == SIGTERM);
+                        self.node.exit |= stop.count() > 0;
+                    }
                     token => self.readable(&mut conns, token),
                 }
             }
@@ -73,13 +85,6 @@ impl Reactor {
         log::info!("shutting down");
         self.node.sync();
         Ok(())
-    }
-
-    /// SIGINT and SIGTERM stop the loop. SIGHUP (logrotate's) needs nothing done, and
-    /// SIGXFSZ is caught so that a write past a file size limit fails, and is reported,
-    /// instead of killing the daemon.
-    fn signalled(&mut self, signal: i32) {
-        self.node.exit |= signal == SIGINT || signal == SIGTERM;
     }
 
     fn accept(&mut self, conns: &mut Conns, port: Port) {
@@ -92,7 +97,8 @@ impl Reactor {
             };
             if conns.open[port as usize] >= self.max_conns {
                 refused += 1;
-                let _ = sock.write(&wire::encode(&wire::refusal("too many connections, try later")));
+                let why = wire::refusal("too many connections, try later");
+                let _ = sock.write(&wire::encode(&why));
                 continue;
             }
             let token = Token(conns.next);

@@ -11,8 +11,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 pub struct Limits {
     /// Unread messages from a contact; unsent messages to a peer.
     pub max_unread: usize,
-    /// Peers with unsent messages: each has a delivery thread.
-    pub max_peers: usize,
     /// Strangers with unread messages.
     pub max_strangers: usize,
     /// Unread messages from a stranger.
@@ -31,8 +29,6 @@ pub struct Outgoing {
 pub struct State {
     /// Offsets of unread `recv` and `failed` records, oldest first.
     unread: HashMap<OnionId, VecDeque<u64>>,
-    /// Peers with unread records, in the order of their first unread arrival.
-    order: Vec<OnionId>,
     outbox: HashMap<OnionId, VecDeque<Outgoing>>,
     /// Peers that have acknowledged a message: they speak PROTOCOL.md §6.
     ackers: HashSet<OnionId>,
@@ -48,6 +44,8 @@ pub struct State {
 }
 
 const FULL: &str = "too many messages waiting for this peer";
+/// Peers with unsent messages: each has a delivery thread, and a connection to Tor.
+pub const MAX_PEERS: usize = 1000;
 
 impl State {
     /// `at`: where the record stands in the messages log.
@@ -61,7 +59,7 @@ impl State {
                 if let Some(mid) = mid {
                     self.mids.insert(peer.clone(), mid);
                 }
-                return self.push_unread(peer, at);
+                return self.unread.entry(peer).or_default().push_back(at);
             }
             Event::Read => return self.pop_unread(&peer),
             Event::Queued { mid, port, msg } => {
@@ -70,7 +68,7 @@ impl State {
                 return self.outbox.entry(peer).or_default().push_back(out);
             }
             Event::Failed { mid, .. } => {
-                self.push_unread(peer.clone(), at);
+                self.unread.entry(peer.clone()).or_default().push_back(at);
                 mid
             }
             Event::Delivered { mid } => {
@@ -87,20 +85,11 @@ impl State {
         }
     }
 
-    fn push_unread(&mut self, peer: OnionId, at: u64) {
-        let queue = self.unread.entry(peer.clone()).or_default();
-        if queue.is_empty() {
-            self.order.push(peer);
-        }
-        queue.push_back(at);
-    }
-
     fn pop_unread(&mut self, peer: &OnionId) {
         let Some(queue) = self.unread.get_mut(peer) else { return };
         queue.pop_front();
         if queue.is_empty() {
             self.unread.remove(peer);
-            self.order.retain(|p| p != peer);
         }
     }
 
@@ -111,8 +100,12 @@ impl State {
         if self.contacts.contains(peer) {
             return if waiting < limits.max_unread { Ok(()) } else { Err(FULL) };
         }
-        let strangers = self.order.len() - self.waiting().1;
-        if waiting >= limits.stranger_unread || waiting == 0 && strangers >= limits.max_strangers {
+        let strangers = || self.unread.keys().filter(|p| !self.contacts.contains(*p)).count();
+        let busy = match waiting {
+            0 => strangers() >= limits.max_strangers,
+            n => n >= limits.stranger_unread,
+        };
+        if busy {
             return Err("busy: too many messages from unknown senders, try later");
         }
         Ok(())
@@ -122,7 +115,7 @@ impl State {
     pub fn admit_send(&self, peer: &OnionId, limits: &Limits) -> Result<(), &'static str> {
         match self.outbox.get(peer).map(VecDeque::len) {
             Some(n) if n >= limits.max_unread => Err(FULL),
-            None if self.outbox.len() >= limits.max_peers => Err("too many peers with messages waiting"),
+            None if self.outbox.len() >= MAX_PEERS => Err("too many peers with messages waiting"),
             _ => Ok(()),
         }
     }
@@ -138,12 +131,15 @@ impl State {
     }
 
     /// Peers with unread items, contacts first, each kind in the order of its first
-    /// unread arrival; and how many are contacts.
+    /// unread arrival (the oldest offset); and how many are contacts.
     pub fn waiting(&self) -> (Vec<&OnionId>, usize) {
-        let (mut peers, strangers): (Vec<_>, Vec<_>) = self.order.iter().partition(|p| self.contacts.contains(*p));
-        let contacts = peers.len();
-        peers.extend(strangers);
-        (peers, contacts)
+        let mut peers: Vec<(bool, u64, &OnionId)> = Vec::new();
+        for (peer, queue) in &self.unread {
+            peers.push((!self.contacts.contains(peer), queue[0], peer));
+        }
+        peers.sort_unstable_by_key(|p| (p.0, p.1));
+        let contacts = peers.iter().filter(|p| !p.0).count();
+        (peers.into_iter().map(|p| p.2).collect(), contacts)
     }
 
     pub fn unread(&self, peer: &OnionId) -> usize {

@@ -101,10 +101,11 @@ fn a_replay_is_acknowledged_but_stored_once_and_refused_by_anyone_else() {
     assert_eq!(update(other.client, &alice.id)["cmd"], "END");
 }
 
+/// The key is Tor's file beside the hostname file.
 fn start(key_file: &std::path::Path, hostname: &std::path::Path) -> (i32, String) {
     let logs = key_file.with_file_name("logs");
     let out = Command::new(bin())
-        .args(["--key", key_file.to_str().unwrap(), "--hostname", hostname.to_str().unwrap()])
+        .args(["--hostname", hostname.to_str().unwrap()])
         .args(["--logs", logs.to_str().unwrap(), "0"])
         .output()
         .unwrap();
@@ -114,10 +115,11 @@ fn start(key_file: &std::path::Path, hostname: &std::path::Path) -> (i32, String
 #[test]
 fn a_missing_corrupt_exposed_or_foreign_key_file_stops_the_start_with_a_clear_message() {
     let dir = temp_dir("keyfile");
-    let (key, other, hostname, file) = (Key::new(), Key::new(), dir.join("hostname"), dir.join("key"));
+    let (key, other, hostname) = (Key::new(), Key::new(), dir.join("hostname"));
+    let file = dir.join("hs_ed25519_secret_key");
     std::fs::write(&hostname, format!("{}\n", key.id)).unwrap();
     let (status, err) = start(&file, &hostname);
-    assert!(status == 1 && err.contains("key: No such file"), "{status} {err}");
+    assert!(status == 1 && err.contains("hs_ed25519_secret_key: No such file"), "{status} {err}");
     key.write(&file);
     let bytes = std::fs::read(&file).unwrap();
     let chmod = |mode| std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
