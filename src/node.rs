@@ -150,11 +150,13 @@ impl Node {
     }
 
     fn queue(&mut self, peer: OnionId, port: u16, msg: String) -> Value {
-        // Refused, the message is also a notice in the peer's unread queue: the 2017
-        // client never reads the reply to a SEND.
+        // Refused, the message is also a notice in the peer's unread queue (the 2017
+        // client never reads the reply to a SEND), within that queue's bound.
         if let Err(why) = self.state.admit_send(&peer, &self.limits) {
-            let notice = Event::Failed { mid: String::new(), why: why.into(), msg };
-            self.record(peer.clone(), notice).unwrap_or_else(|e| error!("{e}"));
+            if self.state.admit(&peer, &self.limits).is_ok() {
+                let notice = Event::Failed { mid: String::new(), why: why.into(), msg };
+                self.record(peer.clone(), notice).unwrap_or_else(|e| error!("{e}"));
+            }
             return self.refuse(&format!("SEND to {peer}: {why}"));
         }
         let mid = match Mid::new() {
