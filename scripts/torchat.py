@@ -90,11 +90,13 @@ class Daemon:
         return self.ask("HOST")["id"]
 
     def peers(self):
-        """Peers with unread messages, and which of them are strangers (PROTOCOL.md §5)."""
+        """Peers with unread messages and their counts, and which of them are strangers
+        (PROTOCOL.md §5)."""
         reply = self.ask("GET_PEERS")
         unread = [p for p in reply.get("msg", "").split(",") if p]
+        counts = reply.get("unread") or [1] * len(unread)
         contacts = reply.get("contacts", len(unread))
-        return unread, set(unread[contacts:])
+        return dict(zip(unread, counts)), set(unread[contacts:])
 
     def update(self, peer):
         reply = self.ask("UPDATE", msg=peer)
@@ -262,6 +264,7 @@ class Chat:
         self.screen, self.daemon = screen, daemon
         self.me, self.book = None, None
         self.unread, self.opened = {}, []  # counts taken but not yet seen; this session's peers
+        self.waiting = {}  # message requests' counts, still unread in the daemon
         self.peer, self.group = None, None  # the open conversation: a peer, or a group's id
         self.lines = []  # the conversation: (time, kind, text, mark)
         self.history = []  # the last HISTORY reply for the open conversation
@@ -297,14 +300,22 @@ class Chat:
             self.next_poll = time.monotonic() + POLL
 
     def take(self):
-        """Takes every unread message (so they count as read) and files it: a group
-        message in its group, wherever it came from; anything else in its sender's
-        conversation, shown from HISTORY."""
+        """Takes the unread messages of contacts, of group members and of the open
+        conversation (so they count as read) and files them: a group message in its
+        group, wherever it came from; anything else in its sender's conversation, shown
+        from HISTORY. A stranger's messages wait in the daemon, in the strangers' bound,
+        until the user opens the request (PROTOCOL.md §5): taking them at once would
+        make room for a flood."""
         unread, strangers = self.daemon.peers()
+        members = {p for group in self.book.groups.values() for p in group["members"]}
+        self.waiting = {p: n for p, n in unread.items() if p in strangers and p not in members}
         changed = False
         for peer in unread:
             if peer in strangers and peer not in self.book.requests:
                 self.book.requests.append(peer)
+            if peer in self.waiting and peer != self.peer:
+                continue
+            self.waiting.pop(peer, None)
             for _ in range(100):
                 reply = self.daemon.update(peer)
                 if reply is None:
@@ -373,7 +384,7 @@ class Chat:
         named ones), then message requests: strangers who wrote first."""
         groups = list(self.book.groups) if self.book else []
         requests = self.book.requests if self.book else []
-        peers = list(self.unread) + self.opened + (list(self.book.names) if self.book else [])
+        peers = list(self.unread) + list(self.waiting) + self.opened + (list(self.book.names) if self.book else [])
         peers = [p for p in dict.fromkeys(peers) if p not in requests]
         return groups + peers + [p for p in requests if p not in peers]
 
@@ -574,7 +585,7 @@ class Chat:
                 self.put(y, 0, fit("requests (reply to accept):", side - 1), curses.A_BOLD)
                 y += 1
             group = self.book.groups.get(entry) if self.book else None
-            count = group["unread"] if group else self.unread.get(entry)
+            count = group["unread"] if group else self.unread.get(entry) or self.waiting.get(entry)
             label = self.book.group_label(entry) if group else self.book.label(entry) if self.book else entry
             label = f"{n:>2} {label}" + (f" ({count})" if count else "")
             self.put(y, 0, fit(label, side - 1), curses.A_REVERSE if entry in (self.peer, self.group) else 0)

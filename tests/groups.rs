@@ -31,6 +31,10 @@ fn a_group_of_three_daemons_two_of_our_clients_and_a_2017_client() {
     let dave = onion_id();
     proxy.route(&dave, Route::Hang);
 
+    // B has written to A and C: they are its contacts, whose messages it takes at once.
+    send(b.client, &a.id, "hi A");
+    send(b.client, &c.id, "hi C");
+    assert_eq!(next_text(&c, &b.id), "hi C");
     let ta = Terminal::start(a.client, 120, 32);
     let tb = Terminal::start(b.client, 120, 32);
     ta.wait("A connected", |s| s.contains("connected"));
@@ -70,8 +74,12 @@ fn a_group_of_three_daemons_two_of_our_clients_and_a_2017_client() {
     tb.wait("C's message at B", |s| s.contains(&format!("{}...: hi from carol", &c.id[..12])));
     ta.wait("C's message at A", |s| s.contains("carol: hi from carol") && !s.contains("hi from carol  ["));
 
-    // A and C wrote to B first: message requests there, apart from contacts.
-    tb.wait("the requests at B", |s| s.contains("requests (reply to accept):"));
+    // A stranger's message is a request at B: listed apart, and left unread in the
+    // daemon (within its strangers' bound) until B opens it.
+    let stranger = onion_id();
+    recv_from(b.peer, &stranger, "[#free 000000000000] buy now");
+    tb.wait("the request at B", |s| s.contains("requests (reply to accept):") && s.contains(&format!("{}... (1)", &stranger[..12])));
+    assert_eq!(ask(b.client, "GET_PEERS", "localhost", "")["msg"], stranger.as_str(), "not taken");
     // B replies in the group: A and C get it, and B's one-to-one conversations stay empty.
     tb.type_line("hi all");
     ta.wait("B's reply at A", |s| s.contains("bob: hi all"));
@@ -84,7 +92,6 @@ fn a_group_of_three_daemons_two_of_our_clients_and_a_2017_client() {
     send(c.client, &a.id, &format!("[#team {gid}] still here?"));
     ta.wait("C marked at A", |s| s.contains("carol: still here?  [non-member]"));
     tb.wait("the new list at B", |s| s.contains(&format!("members: {}..., me, {}...", &a.id[..12], &dave[..12])));
-    assert!(!tb.screen().contains("requests"), "replying in the group accepted A's and C's requests");
 
     // Names and groups survive a restart of the client.
     ta.type_line("/quit");
@@ -116,4 +123,8 @@ fn a_group_of_three_daemons_two_of_our_clients_and_a_2017_client() {
     tb.type_line("/leave");
     ta.wait("B gone at A", |s| s.contains("bob: left"));
     tb.wait("the group gone at B", |s| !s.contains("#team"));
+    // Opening the request takes the stranger's message: its group is new, and it is no member.
+    tb.type_line(&stranger);
+    tb.wait("the stranger's group", |s| s.contains("#free ~000000"));
+    assert_eq!(ask(b.client, "GET_PEERS", "localhost", "")["msg"], "", "taken once opened");
 }
