@@ -93,7 +93,10 @@ impl Reactor {
             let mut sock = match self.listeners[port as usize].accept() {
                 Ok((sock, _)) => sock,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => break error!("accept: {e}"),
+                Err(e) => {
+                    error!("accept: {e}");
+                    break;
+                }
             };
             if conns.open[port as usize] >= self.max_conns {
                 refused += 1;

@@ -67,18 +67,21 @@ fn a_group_of_three_daemons_two_of_our_clients_and_a_2017_client() {
     ta.wait("the refusal for dave", |s| s.contains("not sent to dave: too many messages waiting for this peer"));
     assert_eq!(next_text(&c, &a.id), format!("[#team {gid}] anyone?"));
 
-    // C answers the group by hand, as a 2017 user can: a member, signed.
-    let hand = format!("[#team {gid}] hi from carol");
+    // C answers the group by hand, as a 2017 user can: a member, signed. A terminal
+    // escape in it is shown inert.
+    let hand = format!("[#team {gid}] hi from carol \u{1b}[2J");
     send(c.client, &a.id, &hand);
     send(c.client, &b.id, &hand);
-    tb.wait("C's message at B", |s| s.contains(&format!("{}...: hi from carol", &c.id[..12])));
+    tb.wait("C's message at B, its escape inert", |s| s.contains(&format!("{}...: hi from carol ?[2J", &c.id[..12])));
     ta.wait("C's message at A", |s| s.contains("carol: hi from carol") && !s.contains("hi from carol  ["));
 
     // A stranger's message is a request at B: listed apart, and left unread in the
     // daemon (within its strangers' bound) until B opens it.
     let stranger = onion_id();
     recv_from(b.peer, &stranger, "[#free 000000000000] buy now");
-    tb.wait("the request at B", |s| s.contains("requests (reply to accept):") && s.contains(&format!("{}... (1)", &stranger[..12])));
+    tb.wait("the request at B", |s| {
+        s.contains("requests (reply to accept):") && s.contains(&format!("{}... (1)", &stranger[..12]))
+    });
     assert_eq!(ask(b.client, "GET_PEERS", "localhost", "")["msg"], stranger.as_str(), "not taken");
     // B replies in the group: A and C get it, and B's one-to-one conversations stay empty.
     tb.type_line("hi all");
