@@ -31,7 +31,7 @@ HELP = [
     "Paste an onion id and press Enter to open that conversation.",
     "Tab / Shift-Tab, Ctrl-N / Ctrl-P: next / previous peer in the panel",
     "PageUp / PageDown: scroll;  Up / Down: input history;  Ctrl-A/E/U/K: edit",
-    "/peer N|ID   open the Nth entry of the panel, or an onion id",
+    "/peer N|ID|NAME   open the Nth entry of the panel, an onion id, or a named peer",
     "/name NAME   name the open conversation's peer; /info: its full id",
     "/group NAME ID|NAME ...   a group (16 at most, you included), opened",
     "/invite ID|NAME, /kick ID|NAME, /leave   in the open group",
@@ -353,12 +353,25 @@ class Chat:
         lines = []
         for line in self.history:
             if GROUP.fullmatch(line.get("msg", "")):
+                self.backfill(line)
                 continue
             if line.get("dir") == "in":
                 lines.append((line["t"], "<", line["msg"], "" if line.get("verified") else "unverified"))
             else:
                 lines.append((line["t"], ">", line["msg"], line.get("state", "")))
         self.lines = sorted(lines + self.notices.get(self.peer, []), key=lambda line: line[0])
+
+    def backfill(self, line):
+        """A group message found in HISTORY goes to its group, unless the group has it:
+        one read by another client (the 2017 one, say) reaches us only this way."""
+        _, gid, body = GROUP.fullmatch(line["msg"]).groups()
+        log = self.book.groups.get(gid, {}).get("log", [])
+        texts = (body, self.book.shown(body))
+        known = any(who == self.peer and text in texts and abs(t - line["t"]) < 120 for t, who, text, _ in log)
+        if line.get("dir") == "in" and not known and self.book.file(self.peer, line["msg"], line.get("verified"), line["t"]):
+            log = self.book.groups[gid]["log"]
+            log.sort(key=lambda entry: entry[0])
+            self.book.save()
 
     def say(self, status, alarm):
         self.status, self.alarm = status, alarm
@@ -447,10 +460,10 @@ class Chat:
             peers = self.panel()
             if arg.isdigit() and 1 <= int(arg) <= len(peers):
                 self.open(peers[int(arg) - 1])
-            elif onion_id(arg):
-                self.open(onion_id(arg))
+            elif self.book and self.book.resolve(arg):
+                self.open(self.book.resolve(arg))
             else:
-                self.say(f"/peer: expected 1 to {len(peers)} or an onion id", True)
+                self.say(f"/peer: expected 1 to {len(peers)}, an onion id or a name", True)
         elif name == "/name":
             given = fit(arg, 24).strip()
             if not self.peer or not given:

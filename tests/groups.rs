@@ -96,13 +96,18 @@ fn a_group_of_three_daemons_two_of_our_clients_and_a_2017_client() {
     ta.wait("C marked at A", |s| s.contains("carol: still here?  [non-member]"));
     tb.wait("the new list at B", |s| s.contains(&format!("members: {}..., me, {}...", &a.id[..12], &dave[..12])));
 
-    // Names and groups survive a restart of the client.
+    // Names and groups survive a restart of the client. While it is down, a 2017
+    // client reads B's next group message: it reaches the group through HISTORY.
     ta.type_line("/quit");
     ta.wait("A's client to end", |s| s.contains("client exited: 0"));
+    send(b.client, &a.id, &format!("[#team {gid}] while you were away"));
+    assert_eq!(next_text(&a, &b.id), format!("[#team {gid}] while you were away"));
     let ta = Terminal::start_in(a.client, 120, 32, ta.home.clone());
     ta.wait("names and the group after a restart", |s| s.contains("#team") && s.contains("bob"));
+    ta.type_line("/peer bob");
+    ta.wait("bob's conversation", |s| s.contains(&format!("bob  {}", b.id)));
     ta.type_line("/peer 1");
-    ta.wait("the group's messages after a restart", |s| s.contains("bob: hi all"));
+    ta.wait("the group's messages after a restart", |s| s.contains("bob: hi all") && s.contains("bob: while you were away"));
     let file = std::fs::read_dir(&ta.home).unwrap().next().unwrap().unwrap().path();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions()) & 0o777,
