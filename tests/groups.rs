@@ -107,7 +107,9 @@ fn a_group_of_three_daemons_two_of_our_clients_and_a_2017_client() {
     ta.type_line("/peer bob");
     ta.wait("bob's conversation", |s| s.contains(&format!("bob  {}", b.id)));
     ta.type_line("/peer 1");
-    ta.wait("the group's messages after a restart", |s| s.contains("bob: hi all") && s.contains("bob: while you were away"));
+    ta.wait("the group's messages after a restart", |s| {
+        s.contains("bob: hi all") && s.contains("bob: while you were away")
+    });
     let file = std::fs::read_dir(&ta.home).unwrap().next().unwrap().unwrap().path();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions()) & 0o777,
