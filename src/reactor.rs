@@ -1,7 +1,7 @@
 //! The reactor: one thread and one mio poll loop own every socket (the 2017 daemon's
 //! `mg_mgr_poll` loop). It only moves bytes: it accepts, reads until the node says a
 //! request is complete, holds the reply until the node has synced the records of the
-//! round (group commit, PROTOCOL.md §7), writes it in one write(2) and closes. The only
+//! round (group commit, PROTOCOL.md §7), sends it in one call and closes. The only
 //! timers are connection deadlines; delivery threads report through the Waker.
 
 use crate::delivery::Report;
