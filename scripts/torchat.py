@@ -116,6 +116,12 @@ def onion_id(text):
     return b32 + ".onion" if len(b32) == 56 and set(b32) <= BASE32 else None
 
 
+def members_list(body):
+    """The ids of a members list (`members: ID ID ...`), or None if `body` is not one."""
+    ids = [onion_id(w) for w in body[len("members: "):].split()] if body.startswith("members: ") else []
+    return ids if ids and all(ids) else None
+
+
 def group_name(text):
     """A group's name as the convention allows it, or None."""
     return text if 1 <= len(text) <= 24 and all(" " <= c <= "~" and c != "]" for c in text) else None
@@ -174,8 +180,8 @@ class Book:
         name, gid, body = match.groups()
         group = self.groups.setdefault(gid, {"name": name, "members": [], "log": [], "unread": 0})
         member = verified and sender in group["members"]
-        ids = [onion_id(w) for w in body[len("members: "):].split()] if body.startswith("members: ") else []
-        if ids and all(ids) and len(ids) <= MAX_MEMBERS and (member or (verified and not group["members"])):
+        ids = members_list(body)
+        if ids and len(ids) <= MAX_MEMBERS and (member or (verified and not group["members"])):
             group["name"], group["members"] = name, list(dict.fromkeys(ids))
             body = self.shown(body)
         elif body == "left" and member:
@@ -186,8 +192,8 @@ class Book:
 
     def shown(self, body):
         """A members list with the user's names for its ids."""
-        ids = [onion_id(w) for w in body[len("members: "):].split()] if body.startswith("members: ") else []
-        return "members: " + ", ".join(self.label(p) for p in ids) if ids and all(ids) else body
+        ids = members_list(body)
+        return "members: " + ", ".join(self.label(p) for p in ids) if ids else body
 
     def log(self, gid, t, sender, text, mark):
         group = self.groups[gid]
@@ -591,10 +597,11 @@ class Chat:
         self.put(y + 1, 0, fit("peers (Tab):", side - 1), curses.A_BOLD)
         y += 2
         requests = self.book.requests if self.book else []
-        for n, entry in enumerate(self.panel(), 1):
+        entries = self.panel()
+        for n, entry in enumerate(entries, 1):
             if y >= rows - 3:
                 break
-            if entry in requests and (n == 1 or self.panel()[n - 2] not in requests):
+            if entry in requests and (n == 1 or entries[n - 2] not in requests):
                 self.put(y, 0, fit("requests (reply to accept):", side - 1), curses.A_BOLD)
                 y += 1
             group = self.book.groups.get(entry) if self.book else None

@@ -38,7 +38,7 @@ pub fn raise_fd_limit(needed: u64) -> Result<u64> {
 
 /// Points descriptor `fd` at `file`'s open file, atomically (dup2(2)): whoever writes
 /// to `fd` (the logger, the standard streams) writes to `file` from then on.
-pub fn redirect(file: &impl AsRawFd, fd: RawFd) -> Result<()> {
+fn redirect(file: &impl AsRawFd, fd: RawFd) -> Result<()> {
     let from = file.as_raw_fd();
     // SAFETY: dup2 touches no memory; `fd` is replaced by a descriptor of an open file,
     // so nothing that holds `fd` is left with a closed or reused descriptor.
