@@ -4,7 +4,10 @@
 
 use getopts::{Matches, Options};
 use mio::{net::TcpListener, Poll, Waker};
-use std::{io::Write, net::SocketAddr, path::Path, process::exit, sync::mpsc, sync::Arc};
+use nix::sys::resource::{getrlimit, setrlimit, Resource::RLIMIT_NOFILE};
+use nix::sys::socket::{listen, Backlog};
+use std::sync::{mpsc, Arc};
+use std::{fmt::Display, io::Write, net::SocketAddr, path::Path, process::exit};
 use torchat::journal::{self, Journal};
 use torchat::onion::{Identity, OnionId};
 use torchat::reactor::{self, Reactor};
@@ -29,6 +32,11 @@ const OPTIONS: [(&str, &str); 10] = [
 fn fail(status: i32, msg: &str) -> ! {
     eprintln!("main: {msg}{}", if status == 2 { " (see main --help)" } else { "" });
     exit(status)
+}
+
+/// What `result` holds, or the end, saying `what` failed.
+fn must<T, E: Display>(result: Result<T, E>, what: &str) -> T {
+    result.unwrap_or_else(|e| fail(1, &format!("{what}: {e}")))
 }
 
 fn opt<T: std::str::FromStr>(m: &Matches, name: &str, default: T) -> T {
@@ -69,35 +77,28 @@ fn main() {
     let give_up = opt(&m, "give-up", 86400);
     // Both ports full, a SOCKS connection per peer, and a few files of our own.
     let needed = (2 * max_conns + state::MAX_PEERS + 64) as u64;
-    match sys::raise_fd_limit(needed) {
-        Err(e) => fail(1, &format!("cannot raise the open files limit: {e}")),
-        Ok(hard) if hard < needed => {
-            let why = format!("these limits need {needed} open files, the hard limit is {hard}");
-            fail(2, &format!("{why}: lower --max-conns"))
-        }
-        Ok(_) => {}
+    let (soft, hard) = must(getrlimit(RLIMIT_NOFILE), "cannot read the open files limit");
+    if hard < needed {
+        let why = format!("these limits need {needed} open files, the hard limit is {hard}");
+        fail(2, &format!("{why}: lower --max-conns"))
     }
+    must(setrlimit(RLIMIT_NOFILE, soft.max(needed), hard), "cannot raise the open files limit");
     let me = identity(&m).unwrap_or_else(|e| fail(1, &e));
     let dir = m.opt_str("logs").unwrap_or_else(|| "logs".into());
     journal::open_errors_log(Path::new(&dir)).unwrap_or_else(|e| fail(1, &e));
     let (journal, state) = Journal::open(Path::new(&dir)).unwrap_or_else(|e| fail(1, &e));
-    let listeners = [(port, "clients"), (peer_port, "peers")].map(|(port, what)| {
-        let why = |e| format!("cannot listen for {what} on 127.0.0.1:{port}: {e}");
-        listen(port).unwrap_or_else(|e| fail(1, &why(e)))
-    });
+    let listeners = [(port, "clients"), (peer_port, "peers")]
+        .map(|(port, what)| must(bind(port), &format!("cannot listen for {what} on 127.0.0.1:{port}")));
     let addr = |i: usize| listeners[i].local_addr().map_or(String::new(), |a| a.to_string());
     println!("TORchat {}: clients on {}, peers on {}", me.id, addr(0), addr(1));
     if m.opt_present("daemon") {
-        match sys::detach() {
-            Err(e) => fail(1, &format!("cannot detach: {e}")),
-            Ok(Some(child)) => return println!("detached: pid {child}"),
-            Ok(None) => {}
+        if let Some(child) = must(sys::detach(), "cannot detach") {
+            return println!("detached: pid {child}");
         }
     }
     let _ = std::io::stdout().flush();
-    let poll = Poll::new().unwrap_or_else(|e| fail(1, &format!("cannot poll: {e}")));
-    let waker = Waker::new(poll.registry(), reactor::WAKE);
-    let waker = Arc::new(waker.unwrap_or_else(|e| fail(1, &e.to_string())));
+    let poll = must(Poll::new(), "cannot poll");
+    let waker = Arc::new(must(Waker::new(poll.registry(), reactor::WAKE), "cannot poll"));
     let (reports_to, reports) = mpsc::channel();
     let courier = Courier { me: Arc::new(me), proxy, give_up, reports: reports_to, waker };
     let node = Node::new(journal, state, limits, courier);
@@ -107,10 +108,11 @@ fn main() {
     }
 }
 
-/// 127.0.0.1:`port`, with room for a burst of connections.
-fn listen(port: u16) -> std::io::Result<TcpListener> {
+/// 127.0.0.1:`port`, with room for a burst of connections: std's and mio's backlog
+/// drops some, and each then waits a second for the kernel's retry.
+fn bind(port: u16) -> std::io::Result<TcpListener> {
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
-    sys::listen(&listener, 4096)?;
+    listen(&listener, Backlog::MAXALLOWABLE)?;
     Ok(listener)
 }
 

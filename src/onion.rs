@@ -3,14 +3,12 @@
 //! id. A v3 id is an ed25519 public key: our messages are signed with the onion
 //! service's secret key, and a peer's are verified against the id they claim.
 
-use base64::{engine::general_purpose::STANDARD, Engine};
+use data_encoding::{BASE32_NOPAD, BASE64};
 use ed25519_dalek::hazmat::{raw_sign, ExpandedSecretKey};
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha3::{Digest, Sha3_256};
 use std::{fmt, io::Read, os::unix::fs::MetadataExt, path::Path};
-
-const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
 /// A v3 onion id in canonical form: 56 lower-case base32 characters + ".onion".
 #[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
@@ -63,23 +61,10 @@ fn checksum(key: &[u8]) -> [u8; 2] {
     [digest[0], digest[1]]
 }
 
-/// 56 base32 characters are exactly 35 bytes: 32 key, 2 checksum, 1 version.
+/// 35 bytes (32 key, 2 checksum, 1 version) take exactly 56 base32 characters.
 fn decode(b32: &str) -> Option<Vec<u8>> {
-    if b32.len() != 56 {
-        return None;
-    }
-    let (mut bits, mut acc, mut out) = (0u32, 0u32, Vec::with_capacity(35));
-    for c in b32.bytes() {
-        // Only the `bits` low bits are still pending, never more than 12.
-        let value = ALPHABET.iter().position(|&a| a == c)? as u32;
-        acc = ((acc << 5) | value) & 0xfff;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
+    let raw = BASE32_NOPAD.decode(b32.to_ascii_uppercase().as_bytes()).ok()?;
+    (raw.len() == 35).then_some(raw)
 }
 
 impl fmt::Display for OnionId {
@@ -128,7 +113,7 @@ impl Identity {
     pub fn sign(&self, to: &OnionId, ts: u64, mid: &str, msg: &str) -> String {
         let signed = signed(to, &self.id, ts, mid, msg);
         let sig = raw_sign::<sha2::Sha512>(&self.secret, &signed, &self.public);
-        STANDARD.encode(sig.to_bytes())
+        BASE64.encode(&sig.to_bytes())
     }
 }
 

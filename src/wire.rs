@@ -5,7 +5,7 @@
 //! longer than MAX_REPLY (PROTOCOL.md §2).
 
 use crate::onion::OnionId;
-use base64::{engine::general_purpose::STANDARD, Engine};
+use data_encoding::BASE64;
 use ed25519_dalek::Signature;
 use serde::de::{DeserializeOwned, Deserializer, Error};
 use serde::{Deserialize, Serialize};
@@ -141,7 +141,7 @@ impl TryFrom<RawRecv> for Recv {
 
 /// `sig`: 64 bytes in standard base64, padded, canonical.
 fn signature<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Signature>, D::Error> {
-    let bytes = STANDARD.decode(String::deserialize(d)?).ok();
+    let bytes = BASE64.decode(String::deserialize(d)?.as_bytes()).ok();
     let sig = bytes.and_then(|b| <[u8; 64]>::try_from(b).ok());
     let sig = sig.ok_or_else(|| D::Error::custom("\"sig\": expected 64 bytes in base64"))?;
     Ok(Some(Signature::from_bytes(&sig)))
