@@ -73,33 +73,19 @@ impl Courier {
         let request = json!({"cmd": "RECV", "id": id, "msg": msg, "portno": port,
             "mid": mid, "ts": ts, "sig": sig});
         // No timeout of ours on the handshake: Tor bounds it (SocksTimeout; AUDIT.md).
-        let socks = Socks5Stream::connect(self.proxy, (to.as_str(), port));
-        let proxy = format!("Tor's SOCKS port {}", self.proxy);
-        let mut stream = socks.map_err(|e| words(&proxy, e))?.into_inner();
+        let mut stream = match Socks5Stream::connect(self.proxy, (to.as_str(), port)) {
+            Ok(socks) => socks.into_inner(),
+            // A SOCKS reply's failure, in RFC 1928's words as the socks crate gives them.
+            Err(e) if e.kind() == io::ErrorKind::Other => return Err(e.to_string()),
+            Err(e) => return Err(format!("Tor's SOCKS port {}: {e}", self.proxy)),
+        };
         // No shutdown(SHUT_WR) after it: Tor would end the whole stream (TORNET.md).
-        stream.set_write_timeout(Some(ACK)).map_err(|e| words("sending", e))?;
-        stream.write_all(request.to_string().as_bytes()).map_err(|e| words("sending", e))?;
-        let _ = stream.set_read_timeout(Some(ACK));
-        let (mut reply, mut chunk) = (Vec::new(), [0u8; 1024]);
-        while reply.len() <= MAX_REPLY {
-            match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return Ok(false),
-                Ok(n) => reply.extend_from_slice(&chunk[..n]),
-            }
-            if let Some(ack) = wire::ack(&reply, mid) {
-                return ack;
-            }
-        }
-        Err("the peer's reply is not an acknowledgement".into())
-    }
-}
-
-/// A SOCKS reply's failure comes in RFC 1928's words, as the socks crate gives them;
-/// anything else is said with what was being done.
-fn words(what: &str, e: io::Error) -> String {
-    match e.kind() {
-        io::ErrorKind::Other => e.to_string(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => format!("{what}: timed out"),
-        _ => format!("{what}: {e}"),
+        stream.set_write_timeout(Some(ACK)).map_err(|e| format!("sending: {e}"))?;
+        stream.write_all(request.to_string().as_bytes()).map_err(|e| format!("sending: {e}"))?;
+        stream.set_read_timeout(Some(ACK)).map_err(|e| format!("sending: {e}"))?;
+        // Until the peer closes, or the timeout: a 2017 daemon never answers.
+        let mut reply = Vec::new();
+        let _ = stream.take(MAX_REPLY as u64).read_to_end(&mut reply);
+        wire::ack(&reply, mid).unwrap_or(Ok(false))
     }
 }

@@ -5,21 +5,20 @@
 //! `simplelog`; each line is appended by path, so a rotation (logrotate renames the
 //! file) takes effect at the next line. Both are the user's alone (PROTOCOL.md §7).
 
-use crate::wire::{self, Event, Record};
+use crate::wire::{self, Record};
 use crate::{state::State, sys};
 use log::{warn, LevelFilter};
-use serde_json::{json, Value};
 use simplelog::{CombinedLogger, ConfigBuilder, SharedLogger, WriteLogger};
 use std::fs::{self, File, OpenOptions, Permissions};
-use std::io::{self, BufRead, BufReader, LineWriter, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
-use std::{collections::HashMap, path::Path, path::PathBuf};
+use std::io::{self, BufRead, BufReader, LineWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 const MESSAGES: &str = "messages.log";
 const ERRORS: &str = "errors.log";
 /// Longer than any record this daemon writes or wrote: a damaged log is not read
 /// into memory whole.
-const MAX_LINE: usize = 1 << 20;
+const MAX_LINE: u64 = 1 << 20;
 
 pub struct Journal {
     file: File,
@@ -52,16 +51,14 @@ impl Journal {
         folder(dir)?;
         let path = dir.join(MESSAGES);
         let mut file = private(&path)?;
-        let mut len = file.metadata().map_err(|e| failed("read", &path, e))?.len();
-        let mut last = [0u8];
-        // A crash can cut the last line; end it so that the next record starts afresh.
-        if len > 0 && file.read_exact_at(&mut last, len - 1).is_ok() && last[0] != b'\n' {
-            file.write_all(b"\n").map_err(|e| failed("write", &path, e))?;
-            len += 1;
-        }
         let mut state = State::default();
-        replay(&path, &mut state).map_err(|e| failed("read", &path, e))?;
-        Ok((Journal { file, len, synced: 0 }, state))
+        let end = replay(&file, &mut state).map_err(|e| failed("read", &path, e))?;
+        let len = file.metadata().map_err(|e| failed("read", &path, e))?.len();
+        // A crash can cut the last line: end it, so that the next record starts afresh.
+        if end > len {
+            file.write_all(b"\n").map_err(|e| failed("write", &path, e))?;
+        }
+        Ok((Journal { file, len: end, synced: 0 }, state))
     }
 
     /// A record counts only once this returns where it now stands; a failed write is
@@ -87,54 +84,32 @@ impl Journal {
         Ok(())
     }
 
-    /// The record at `at`, read exactly: up to its newline, 4 KiB at a time.
+    /// The record at `at`, read exactly: up to its newline.
     pub fn read(&self, at: u64) -> Result<Record, String> {
-        let (mut line, mut chunk) = (Vec::new(), [0u8; 4096]);
-        loop {
-            let n = self.file.read_at(&mut chunk, at + line.len() as u64);
-            let n = n.map_err(|e| format!("cannot read the messages log: {e}"))?;
-            let end = chunk[..n].iter().position(|&b| b == b'\n');
-            line.extend_from_slice(&chunk[..end.unwrap_or(n)]);
-            if end.is_some() || n == 0 || line.len() > MAX_LINE {
-                break;
-            }
-        }
+        let (mut file, mut line) = (&self.file, Vec::new());
+        let read = file.seek(SeekFrom::Start(at));
+        let read = read.and_then(|_| BufReader::new(file).take(MAX_LINE).read_until(b'\n', &mut line));
+        read.map_err(|e| format!("cannot read the messages log: {e}"))?;
         wire::record(&line).ok_or_else(|| format!("the messages log has no record at {at}"))
     }
 
-    /// The last `n` messages of a conversation, oldest first, with the delivery state of
-    /// ours: walked backwards from its latest record, `at`, along `prev`.
-    pub fn history(&self, mut at: Option<u64>, n: usize) -> Vec<Value> {
-        let (mut found, mut outcome) = (Vec::new(), HashMap::new());
-        while let (Some(pos), true) = (at, found.len() < n) {
-            let Ok(Record { t, ev, prev, .. }) = self.read(pos) else { break };
+    /// A conversation's records, newest first: from its latest, `at`, along `prev`.
+    pub fn back(&self, mut at: Option<u64>) -> impl Iterator<Item = Record> + '_ {
+        std::iter::from_fn(move || {
+            let pos = at?;
+            let rec = self.read(pos).ok()?;
             // A chain only goes back: anything else is damage, not a loop to follow.
-            at = prev.filter(|&p| p < pos);
-            let (mid, state) = match ev {
-                Event::Recv { msg, verified, .. } => {
-                    found.push(json!({"t": t, "dir": "in", "msg": msg, "verified": verified}));
-                    continue;
-                }
-                Event::Queued { msg, mid, .. } => {
-                    let state = outcome.remove(&mid).unwrap_or("queued".into());
-                    found.push(json!({"t": t, "dir": "out", "msg": msg, "state": state}));
-                    continue;
-                }
-                Event::Delivered { mid } => (mid, "delivered".into()),
-                Event::Unconfirmed { mid } => (mid, "unconfirmed".into()),
-                Event::Failed { mid, why, .. } => (mid, format!("failed: {}", wire::reason(&why))),
-                Event::Read => continue,
-            };
-            outcome.entry(mid).or_insert(state);
-        }
-        found.reverse();
-        found
+            at = rec.prev.filter(|&p| p < pos);
+            Some(rec)
+        })
     }
 }
 
-fn replay(path: &Path, state: &mut State) -> io::Result<()> {
+/// Applies every record of the log to `state`; returns where the next record goes,
+/// past the last line's newline, whether or not a crash cut it off.
+fn replay(file: &File, state: &mut State) -> io::Result<u64> {
     let (mut at, mut skipped) = (0, 0);
-    for line in BufReader::with_capacity(1 << 16, File::open(path)?).split(b'\n') {
+    for line in BufReader::with_capacity(1 << 16, file).split(b'\n') {
         let line = line?;
         match wire::record(&line) {
             Some(rec) => state.apply(at, rec),
@@ -143,9 +118,9 @@ fn replay(path: &Path, state: &mut State) -> io::Result<()> {
         at += line.len() as u64 + 1;
     }
     if skipped > 0 {
-        warn!("{}: skipped {skipped} damaged lines", path.display());
+        warn!("{MESSAGES}: skipped {skipped} damaged lines");
     }
-    Ok(())
+    Ok(at)
 }
 
 /// errors.log, opened for each line: the log is rare (refusals are bounded), and a

@@ -10,7 +10,7 @@ use crate::wire::{self, Event, Mid, Port, Record, Recv, Request};
 use crate::{journal::Journal, sys};
 use log::{error, warn};
 use serde_json::{json, Value};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 
 /// How far a signed time stamp may be from our clock (PROTOCOL.md §4).
 const SKEW: u64 = 10 * 60;
@@ -47,7 +47,7 @@ impl Node {
             Err(why) => self.refuse(&why),
             Ok(Request::Recv(recv)) => self.receive(recv),
             Ok(Request::Send { id, portno, msg }) => self.queue(id, portno, msg.0),
-            Ok(Request::Update { msg: peer }) => return Some(self.update(peer)),
+            Ok(Request::Update { msg: peer }) => self.update(peer),
             Ok(Request::History { id, msg: n }) => self.history(id, n),
             Ok(Request::GetPeers) => self.peers(),
             Ok(Request::Host) => {
@@ -82,16 +82,13 @@ impl Node {
     /// Logged, LOGGED a minute at most, so that a flood cannot fill the disk.
     pub fn refuse(&mut self, why: &str) -> Value {
         let minute = sys::now() / 60;
-        if self.refusals.0 != minute {
-            self.refusals = (minute, 0);
+        let n = if self.refusals.0 == minute { self.refusals.1 + 1 } else { 1 };
+        self.refusals = (minute, n);
+        if n <= LOGGED {
+            warn!("refused: {why}");
         }
-        self.refusals.1 += 1;
-        match self.refusals.1 {
-            n if n <= LOGGED => warn!("refused: {why}"),
-            n if n == LOGGED + 1 => {
-                warn!("refused: more than {LOGGED} requests this minute; not logging them")
-            }
-            _ => {}
+        if n == LOGGED {
+            warn!("refused: {LOGGED} requests this minute; not logging them until the next");
         }
         wire::refusal(why)
     }
@@ -183,37 +180,58 @@ impl Node {
     /// The peer's oldest unread item. It counts as read (logged) before its reply goes
     /// out, so that a crash in between cannot show it twice, and only if that reply
     /// fits, so that nothing counts as read that was not shown.
-    fn update(&mut self, peer: OnionId) -> Vec<u8> {
+    fn update(&mut self, peer: OnionId) -> Value {
         let Some(at) = self.state.oldest_unread(&peer) else {
-            return wire::encode(&json!({"cmd": "END", "id": peer, "msg": ""}));
+            return json!({"cmd": "END", "id": peer, "msg": ""});
         };
-        let reply = match self.journal.read(at) {
-            Ok(Record { t, ev, .. }) => shown(&peer, t, ev),
-            Err(e) => Err(e),
-        };
-        let bytes = match reply.map(|reply| wire::fits(&reply)) {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => return wire::encode(&self.refuse("reply too large")),
-            Err(e) => return wire::encode(&self.failure(e)),
+        let reply = match self.journal.read(at).and_then(|rec| shown(&peer, rec)) {
+            Ok(reply) if wire::fits(&reply).is_none() => return self.refuse("reply too large"),
+            Ok(reply) => reply,
+            Err(e) => return self.failure(e),
         };
         match self.record(peer, Event::Read) {
-            Ok(()) => bytes,
-            Err(e) => wire::encode(&self.failure(e)),
+            Ok(()) => reply,
+            Err(e) => self.failure(e),
         }
     }
 
-    /// The newest lines that fit in one reply; `cut` counts the older ones left out.
+    /// The last `n` lines with `peer`, newest first along `prev`, until one does not fit
+    /// in the reply; `cut` counts the older ones left out. Our messages show their
+    /// delivery state, which later records hold.
     fn history(&self, peer: OnionId, n: usize) -> Value {
-        let lines = self.journal.history(self.state.last(&peer), n.min(1000));
-        let (mut cut, mut room) = (lines.len(), wire::MAX_REPLY - 200);
-        while cut > 0 {
-            let size = lines[cut - 1].to_string().len() + 1;
-            if size > room {
+        let (mut lines, mut cut) = (VecDeque::new(), 0);
+        let (mut room, mut outcome) = (wire::MAX_REPLY - 200, HashMap::new());
+        for Record { t, ev, .. } in self.journal.back(self.state.last(&peer)) {
+            if lines.len() + cut >= n.min(1000) {
                 break;
             }
-            (cut, room) = (cut - 1, room - size);
+            let line = match ev {
+                Event::Recv { msg, verified, .. } => json!({"t": t, "dir": "in", "msg": msg, "verified": verified}),
+                Event::Queued { msg, mid, .. } => {
+                    let state = outcome.remove(&mid).unwrap_or("queued".into());
+                    json!({"t": t, "dir": "out", "msg": msg, "state": state})
+                }
+                // An outcome: what became of our message with that mid.
+                ev => {
+                    let (mid, state) = match ev {
+                        Event::Delivered { mid } => (mid, "delivered".into()),
+                        Event::Unconfirmed { mid } => (mid, "unconfirmed".into()),
+                        Event::Failed { mid, why, .. } => (mid, format!("failed: {}", wire::reason(&why))),
+                        _ => continue,
+                    };
+                    outcome.entry(mid).or_insert(state);
+                    continue;
+                }
+            };
+            let size = line.to_string().len() + 1;
+            if cut > 0 || size > room {
+                cut += 1;
+                continue;
+            }
+            room -= size;
+            lines.push_front(line);
         }
-        json!({"cmd": "HISTORY", "id": peer, "msg": "", "lines": lines[cut..], "cut": cut})
+        json!({"cmd": "HISTORY", "id": peer, "msg": "", "lines": lines, "cut": cut})
     }
 
     /// 40 peers with unread messages, contacts first so that the 2017 client, which
@@ -233,7 +251,7 @@ impl Node {
 
 /// An unread record as UPDATE shows it. The 2017 client shows only `date` and `msg`,
 /// so an unsigned message is marked in the text too.
-fn shown(peer: &OnionId, t: u64, ev: Event) -> Result<Value, String> {
+fn shown(peer: &OnionId, Record { t, ev, .. }: Record) -> Result<Value, String> {
     let mut reply = json!({"cmd": "UPDATE", "id": peer, "date": sys::hhmm(t)});
     match ev {
         Event::Recv { msg, verified, .. } => {

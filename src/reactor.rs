@@ -36,7 +36,6 @@ pub struct Reactor {
 #[derive(Default)]
 struct Conns {
     reading: HashMap<Token, (TcpStream, Port, Vec<u8>)>,
-    open: [usize; 2],
     next: usize,
     /// In accept order, so the front is the nearest.
     deadlines: VecDeque<(Instant, Token)>,
@@ -98,7 +97,8 @@ impl Reactor {
                     break;
                 }
             };
-            if conns.open[port as usize] >= self.max_conns {
+            let open = conns.reading.values().filter(|c| c.1 == port).count();
+            if open >= self.max_conns {
                 refused += 1;
                 let why = wire::refusal("too many connections, try later");
                 let _ = sock.write(&wire::encode(&why));
@@ -110,7 +110,6 @@ impl Reactor {
                 Err(e) => error!("register: {e}"),
                 Ok(()) => {
                     conns.reading.insert(token, (sock, port, Vec::new()));
-                    conns.open[port as usize] += 1;
                     conns.deadlines.push_back((Instant::now() + self.idle, token));
                 }
             }
@@ -124,7 +123,7 @@ impl Reactor {
         let mut expired = 0;
         while let Some(&(_, token)) = conns.deadlines.front().filter(|d| d.0 <= Instant::now()) {
             conns.deadlines.pop_front();
-            expired += conns.close(token).is_some() as usize;
+            expired += conns.reading.remove(&token).is_some() as usize;
         }
         if expired > 0 {
             warn!("closed {expired} connections open for {:?}", self.idle);
@@ -140,12 +139,12 @@ impl Reactor {
                 wire::encode(&self.node.refuse(&format!("request larger than {MAX_REQUEST} bytes")))
             }
             None if ended => {
-                conns.close(token);
+                conns.reading.remove(&token);
                 return;
             }
             None => return,
         };
-        if let Some((sock, ..)) = conns.close(token) {
+        if let Some((sock, ..)) = conns.reading.remove(&token) {
             conns.replies.push((sock, reply));
         }
     }
@@ -161,14 +160,6 @@ impl Reactor {
             // One write: a reply in pieces crashes the 2017 client (PROTOCOL.md §2).
             let _ = sock.write(failed.as_ref().unwrap_or(&reply));
         }
-    }
-}
-
-impl Conns {
-    fn close(&mut self, token: Token) -> Option<(TcpStream, Port, Vec<u8>)> {
-        let conn = self.reading.remove(&token)?;
-        self.open[conn.1 as usize] -= 1;
-        Some(conn)
     }
 }
 

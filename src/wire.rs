@@ -22,7 +22,7 @@ pub const MAX_TEXT: usize = 3000;
 pub const MAX_REQUEST: usize = 16384;
 
 /// The listener a request came in on (PROTOCOL.md §1).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 pub enum Port {
     Client,
     Peer,

@@ -107,7 +107,7 @@ pub fn messages_log(data: &[u8]) {
             let _ = journal.read(state.oldest_unread(peer).unwrap());
         }
         for peer in state.waiting().0.into_iter().chain(&state.senders()) {
-            let _ = journal.history(state.last(peer), 50);
+            let _ = journal.back(state.last(peer)).take(50).count();
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
