@@ -41,9 +41,10 @@ impl Node {
         node
     }
 
-    /// The reply to the request in `buf`; None while it is not complete.
-    pub fn serve(&mut self, port: Port, buf: &[u8]) -> Option<Vec<u8>> {
-        let reply = match wire::request(port, buf)? {
+    /// The reply to the request in `buf`; None while it is not complete and the sender
+    /// has not `ended`.
+    pub fn serve(&mut self, port: Port, buf: &[u8], ended: bool) -> Option<Vec<u8>> {
+        let reply = match wire::request(port, buf, ended)? {
             Err(why) => self.refuse(&why),
             Ok(Request::Recv(recv)) => self.receive(recv),
             Ok(Request::Send { id, portno, msg }) => self.queue(id, portno, msg.0),

@@ -7,7 +7,7 @@
 use crate::delivery::Report;
 use crate::node::Node;
 use crate::wire::{self, Port, MAX_REQUEST};
-use log::{error, warn};
+use log::error;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGXFSZ};
@@ -87,7 +87,6 @@ impl Reactor {
     }
 
     fn accept(&mut self, conns: &mut Conns, port: Port) {
-        let mut refused = 0;
         loop {
             let mut sock = match self.listeners[port as usize].accept() {
                 Ok((sock, _)) => sock,
@@ -99,8 +98,7 @@ impl Reactor {
             };
             let open = conns.reading.values().filter(|c| c.1 == port).count();
             if open >= self.max_conns {
-                refused += 1;
-                let why = wire::refusal("too many connections, try later");
+                let why = self.node.refuse("too many connections, try later");
                 let _ = sock.write(&wire::encode(&why));
                 continue;
             }
@@ -114,36 +112,23 @@ impl Reactor {
                 }
             }
         }
-        if refused > 0 {
-            warn!("refused {refused} connections: {} open on that port", self.max_conns);
-        }
     }
 
+    /// Connections past their deadline are told so, and closed.
     fn expire(&mut self, conns: &mut Conns) {
-        let mut expired = 0;
         while let Some(&(_, token)) = conns.deadlines.front().filter(|d| d.0 <= Instant::now()) {
             conns.deadlines.pop_front();
-            expired += conns.reading.remove(&token).is_some() as usize;
-        }
-        if expired > 0 {
-            warn!("closed {expired} connections open for {:?}", self.idle);
+            if let Some((mut sock, ..)) = conns.reading.remove(&token) {
+                let why = format!("no complete request in {:?}", self.idle);
+                let _ = sock.write(&wire::encode(&self.node.refuse(&why)));
+            }
         }
     }
 
     fn readable(&mut self, conns: &mut Conns, token: Token) {
         let Some((sock, port, buf)) = conns.reading.get_mut(&token) else { return };
         let ended = fill(sock, buf);
-        let reply = match self.node.serve(*port, buf) {
-            Some(reply) => reply,
-            None if buf.len() > MAX_REQUEST => {
-                wire::encode(&self.node.refuse(&format!("request larger than {MAX_REQUEST} bytes")))
-            }
-            None if ended => {
-                conns.reading.remove(&token);
-                return;
-            }
-            None => return,
-        };
+        let Some(reply) = self.node.serve(*port, buf, ended) else { return };
         if let Some((sock, ..)) = conns.reading.remove(&token) {
             conns.replies.push((sock, reply));
         }

@@ -7,7 +7,7 @@
 use crate::onion::OnionId;
 use data_encoding::BASE64;
 use ed25519_dalek::Signature;
-use serde::de::{DeserializeOwned, Deserializer, Error};
+use serde::de::{Deserializer, Error};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::io::Read;
@@ -159,25 +159,26 @@ fn lines<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     n.map_err(|_| D::Error::custom("expected a number of lines"))
 }
 
-/// The first JSON value in `buf`, `None` while it is incomplete. Parsed straight into
-/// the type, so that a key given twice is refused, not silently overwritten.
-fn first<T: DeserializeOwned>(buf: &[u8]) -> Option<serde_json::Result<T>> {
-    let value = serde_json::Deserializer::from_slice(buf).into_iter().next()?;
-    let incomplete = value.as_ref().is_err_and(|e| e.is_eof());
-    (!incomplete).then_some(value)
-}
-
-/// `None` while `buf` does not hold one complete JSON value yet; bytes after the first
-/// value are ignored (PROTOCOL.md §2). Err: why it is refused.
-pub fn request(port: Port, buf: &[u8]) -> Option<Result<Request, String>> {
+/// The request in `buf`; `None` while it is incomplete and more may come (the sender
+/// has not `ended`, and MAX_REQUEST is not reached). Bytes after the first JSON value
+/// are ignored (PROTOCOL.md §2). Err: why it is refused.
+pub fn request(port: Port, buf: &[u8], ended: bool) -> Option<Result<Request, String>> {
+    // Parsed straight into the type, so that a key given twice is refused.
+    let mut json = serde_json::Deserializer::from_slice(buf);
     // serde would also take ["EXIT"] for {"cmd": "EXIT"}; the protocol is objects only.
     let start = buf.iter().find(|b| !b.is_ascii_whitespace());
     let parsed = match port {
         _ if start.is_some_and(|&b| b != b'{') => Err(Error::custom("expected a JSON object")),
-        Port::Client => first(buf)?,
-        Port::Peer => first(buf)?.map(|PeerRequest::Recv(recv)| Request::Recv(recv)),
+        Port::Client => Request::deserialize(&mut json),
+        Port::Peer => PeerRequest::deserialize(&mut json).map(|PeerRequest::Recv(recv)| Request::Recv(recv)),
     };
-    Some(parsed.map_err(|e| reason(&format!("bad request: {e}"))))
+    match parsed {
+        Err(e) if e.is_eof() && buf.len() > MAX_REQUEST => {
+            Some(Err(format!("request larger than {MAX_REQUEST} bytes")))
+        }
+        Err(e) if e.is_eof() && !ended => None,
+        parsed => Some(parsed.map_err(|e| reason(&format!("bad request: {e}")))),
+    }
 }
 
 /// A reason fit for a reply and a log line (PROTOCOL.md §5): printable ASCII (the 2017
@@ -187,15 +188,16 @@ pub fn reason(text: &str) -> String {
     text.chars().take(160).map(shown).collect()
 }
 
-/// A peer's reply to our RECV (PROTOCOL.md §6), `None` while incomplete. Ok(true): it
-/// acknowledges `mid`; Ok(false): it does not; Err: the peer refused the message.
-pub fn ack(buf: &[u8], mid: &str) -> Option<Result<bool, String>> {
-    let Ok(ack) = first::<Value>(buf)? else {
-        return Some(Err("the peer's reply is not an acknowledgement".into()));
+/// A peer's whole reply to our RECV (PROTOCOL.md §6). Ok(true): it acknowledges
+/// `mid`; Ok(false): it does not (a 2017 daemon says nothing); Err: the peer refused
+/// the message.
+pub fn ack(buf: &[u8], mid: &str) -> Result<bool, String> {
+    let Ok(ack) = Value::deserialize(&mut serde_json::Deserializer::from_slice(buf)) else {
+        return Ok(false);
     };
     match ack["error"].as_str() {
-        Some(why) => Some(Err(reason(&format!("refused by the peer: {why}")))),
-        None => Some(Ok(ack["cmd"] == "END" && ack["msg"] == mid)),
+        Some(why) => Err(reason(&format!("refused by the peer: {why}"))),
+        None => Ok(ack["cmd"] == "END" && ack["msg"] == mid),
     }
 }
 

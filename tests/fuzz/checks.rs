@@ -24,16 +24,18 @@ fn me() -> OnionId {
 /// The client port's framing and parsing: any bytes, complete or not, give a request,
 /// a refusal, or "not complete yet"; never a panic. A refusal always fits one reply.
 pub fn client_port(data: &[u8]) {
-    if let Some(Err(why)) = wire::request(Port::Client, data) {
-        assert!(why.len() <= 200, "an unbounded reason: {why}");
-        assert!(wire::encode(&wire::refusal(&why)).len() <= MAX_REPLY);
+    for ended in [false, true] {
+        if let Some(Err(why)) = wire::request(Port::Client, data, ended) {
+            assert!(why.len() <= 200, "an unbounded reason: {why}");
+            assert!(wire::encode(&wire::refusal(&why)).len() <= MAX_REPLY);
+        }
     }
 }
 
 /// The peer port: parsing a RECV, then checking its signature, as the daemon does with
 /// whatever a peer sends.
 pub fn peer_port(data: &[u8]) {
-    match wire::request(Port::Peer, data) {
+    match wire::request(Port::Peer, data, true) {
         Some(Ok(Request::Recv(recv))) => {
             if let (Some((ts, sig)), Some(mid)) = (&recv.signed, &recv.mid) {
                 let _ = onion::verify(&me(), &recv.from, *ts, &mid.0, &recv.text.0, sig);
@@ -48,7 +50,7 @@ pub fn peer_port(data: &[u8]) {
 /// A peer's reply to our RECV: an acknowledgement, a refusal with a bounded reason, or
 /// not one; never a panic.
 pub fn ack(data: &[u8]) {
-    if let Some(Err(why)) = wire::ack(data, "0123456789abcdef0123456789abcdef") {
+    if let Err(why) = wire::ack(data, "0123456789abcdef0123456789abcdef") {
         assert!(why.len() <= 200, "an unbounded reason: {why}");
     }
 }
@@ -71,14 +73,14 @@ pub fn signature(data: &[u8]) {
     if data.len() < 96 {
         // As text: the `sig` field of a RECV.
         let sig = String::from_utf8_lossy(data);
-        let _ = wire::request(Port::Peer, recv(&me(), &sig, "text").as_bytes());
+        let _ = wire::request(Port::Peer, recv(&me(), &sig, "text").as_bytes(), true);
         return;
     }
     // As bytes: a claimed sender key, a signature, a message.
     let from = OnionId::parse(&onion_of(&data[..32])).unwrap();
     let text = String::from_utf8_lossy(&data[96..]);
     let Some(Ok(Request::Recv(recv))) =
-        wire::request(Port::Peer, recv(&from, &base64(&data[32..96]), &text).as_bytes())
+        wire::request(Port::Peer, recv(&from, &base64(&data[32..96]), &text).as_bytes(), true)
     else {
         return; // an empty or too long text
     };
