@@ -5,7 +5,7 @@
 
 use crate::onion::{Identity, OnionId};
 use crate::wire::{self, Event, MAX_REPLY};
-use crate::{state::Outgoing, sys};
+use crate::{node::state::Outgoing, sys};
 use log::warn;
 use mio::Waker;
 use serde_json::json;

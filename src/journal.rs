@@ -6,7 +6,7 @@
 //! file) takes effect at the next line. Both are the user's alone (PROTOCOL.md §7).
 
 use crate::wire::{self, Record};
-use crate::{state::State, sys};
+use crate::{node::state::State, sys};
 use log::{warn, LevelFilter};
 use simplelog::{CombinedLogger, ConfigBuilder, SharedLogger, WriteLogger};
 use std::fs::{self, File, OpenOptions, Permissions};

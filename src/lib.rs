@@ -7,7 +7,6 @@ pub mod journal;
 pub mod node;
 pub mod onion;
 pub mod reactor;
-pub mod state;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod wire;

@@ -9,9 +9,9 @@ use nix::sys::socket::{listen, Backlog};
 use std::sync::{mpsc, Arc};
 use std::{fmt::Display, io::Write, net::SocketAddr, path::Path, process::exit};
 use torchat::journal::{self, Journal};
+use torchat::node::state::{self, Limits};
 use torchat::onion::{Identity, OnionId};
 use torchat::reactor::{self, Reactor};
-use torchat::state::{self, Limits};
 use torchat::{delivery::Courier, node::Node, sys};
 
 const USAGE: &str = "Usage: main [options] PORT\n\n\

@@ -5,12 +5,14 @@
 
 use crate::delivery::Courier;
 use crate::onion::{self, OnionId};
-use crate::state::{Limits, State};
 use crate::wire::{self, Event, Mid, Port, Record, Recv, Request};
 use crate::{journal::Journal, sys};
 use log::{error, warn};
 use serde_json::{json, Value};
+use state::{Limits, State};
 use std::collections::{HashMap, HashSet, VecDeque};
+
+pub mod state;
 
 /// How far a signed time stamp may be from our clock (PROTOCOL.md §4).
 const SKEW: u64 = 10 * 60;
@@ -35,7 +37,8 @@ impl Node {
     pub fn new(journal: Journal, state: State, limits: Limits, courier: Courier) -> Node {
         let (busy, refusals) = (HashSet::new(), (0, 0));
         let mut node = Node { state, journal, limits, courier, busy, refusals, exit: false };
-        for peer in node.state.senders() {
+        let senders: Vec<OnionId> = node.state.outbox.keys().cloned().collect();
+        for peer in senders {
             node.dispatch(&peer);
         }
         node
@@ -102,7 +105,7 @@ impl Node {
 
     /// Appends to the messages log, then applies: nothing counts before it is logged.
     fn record(&mut self, peer: OnionId, ev: Event) -> Result<(), String> {
-        let prev = self.state.last(&peer);
+        let prev = self.state.last.get(&peer).copied();
         let rec = Record { t: sys::now(), peer, ev, prev };
         let at = self.journal.append(&rec)?;
         self.state.apply(at, rec);
@@ -134,10 +137,10 @@ impl Node {
         if skew > SKEW {
             return Err(format!("\"ts\" is {skew}s away from this node's clock (at most {SKEW}s)"));
         }
-        if recv.signed.is_none() && self.state.signs(from) {
+        if recv.signed.is_none() && self.state.signers.contains(from) {
             return Err("this peer signs its messages".into());
         }
-        if self.state.is_retry(from, mid) {
+        if self.state.mids.get(from).is_some_and(|last| last == mid) {
             return Ok(false);
         }
         self.state.admit(from, &self.limits)?;
@@ -170,9 +173,9 @@ impl Node {
 
     /// Hands the peer's oldest waiting message to a delivery thread, unless one has it.
     fn dispatch(&mut self, peer: &OnionId) {
-        let next = self.state.next_out(peer);
+        let next = self.state.outbox.get(peer).and_then(VecDeque::front);
         let Some(next) = next.filter(|_| !self.busy.contains(peer)) else { return };
-        match self.courier.send(peer.clone(), next.clone(), self.state.acknowledges(peer)) {
+        match self.courier.send(peer.clone(), next.clone(), self.state.ackers.contains(peer)) {
             Ok(()) => _ = self.busy.insert(peer.clone()),
             Err(e) => error!("cannot start a delivery thread: {e}"),
         }
@@ -182,7 +185,7 @@ impl Node {
     /// out, so that a crash in between cannot show it twice, and only if that reply
     /// fits, so that nothing counts as read that was not shown.
     fn update(&mut self, peer: OnionId) -> Value {
-        let Some(at) = self.state.oldest_unread(&peer) else {
+        let Some(&at) = self.state.unread.get(&peer).and_then(VecDeque::front) else {
             return json!({"cmd": "END", "id": peer, "msg": ""});
         };
         let reply = match self.journal.read(at).and_then(|rec| shown(&peer, rec)) {
@@ -202,7 +205,7 @@ impl Node {
     fn history(&self, peer: OnionId, n: usize) -> Value {
         let (mut lines, mut cut) = (VecDeque::new(), 0);
         let (mut room, mut outcome) = (wire::MAX_REPLY - 200, HashMap::new());
-        for Record { t, ev, .. } in self.journal.back(self.state.last(&peer)) {
+        for Record { t, ev, .. } in self.journal.back(self.state.last.get(&peer).copied()) {
             if lines.len() + cut >= n.min(1000) {
                 break;
             }

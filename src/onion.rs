@@ -30,12 +30,8 @@ impl OnionId {
         let lower = s.trim().to_ascii_lowercase();
         let b32 = lower.strip_suffix(".onion").unwrap_or(&lower);
         let raw = decode(b32).ok_or("not an onion id: expected 56 base32 characters")?;
-        let (key, rest) = raw.split_at(32);
-        if rest[2] != 3 {
-            return Err("not a v3 onion id".into());
-        }
-        if rest[..2] != checksum(key)[..] {
-            return Err("onion id checksum is wrong (mistyped address?)".into());
+        if raw[32..] != trailer(&raw[..32]) {
+            return Err("onion id checksum is wrong, or not version 3 (mistyped address?)".into());
         }
         Ok(OnionId(format!("{b32}.onion")))
     }
@@ -56,9 +52,10 @@ impl OnionId {
     }
 }
 
-fn checksum(key: &[u8]) -> [u8; 2] {
+/// What follows the key in a v3 id: a 2-byte checksum, and the version, 3.
+fn trailer(key: &[u8]) -> [u8; 3] {
     let digest = Sha3_256::digest([b".onion checksum", key, &[3]].concat());
-    [digest[0], digest[1]]
+    [digest[0], digest[1], 3]
 }
 
 /// 35 bytes (32 key, 2 checksum, 1 version) take exactly 56 base32 characters.

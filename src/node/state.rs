@@ -28,19 +28,19 @@ pub struct Outgoing {
 #[derive(Default)]
 pub struct State {
     /// Offsets of unread `recv` and `failed` records, oldest first.
-    unread: HashMap<OnionId, VecDeque<u64>>,
-    outbox: HashMap<OnionId, VecDeque<Outgoing>>,
+    pub(super) unread: HashMap<OnionId, VecDeque<u64>>,
+    pub(super) outbox: HashMap<OnionId, VecDeque<Outgoing>>,
     /// Peers that have acknowledged a message: they speak PROTOCOL.md §6.
-    ackers: HashSet<OnionId>,
+    pub(super) ackers: HashSet<OnionId>,
     /// Peers the user has written to (PROTOCOL.md §5).
-    contacts: HashSet<OnionId>,
+    pub(super) contacts: HashSet<OnionId>,
     /// Peers that have sent a verified message: they must sign (PROTOCOL.md §4).
-    signers: HashSet<OnionId>,
+    pub(super) signers: HashSet<OnionId>,
     /// The mid of the last message stored from each peer: a RECV that repeats it is a
     /// retry whose acknowledgement was lost (PROTOCOL.md §4).
-    mids: HashMap<OnionId, String>,
+    pub(super) mids: HashMap<OnionId, String>,
     /// Each peer's latest record: where its HISTORY starts.
-    last: HashMap<OnionId, u64>,
+    pub(super) last: HashMap<OnionId, u64>,
 }
 
 const FULL: &str = "too many messages waiting for this peer";
@@ -120,16 +120,6 @@ impl State {
         }
     }
 
-    /// Whether `peer` must sign its messages.
-    pub fn signs(&self, peer: &OnionId) -> bool {
-        self.signers.contains(peer)
-    }
-
-    /// Whether `mid` is that of the last message stored from `peer`.
-    pub fn is_retry(&self, peer: &OnionId, mid: &str) -> bool {
-        self.mids.get(peer).is_some_and(|last| last == mid)
-    }
-
     /// Peers with unread items, contacts first, each kind in the order of its first
     /// unread arrival (the oldest offset); and how many are contacts.
     pub fn waiting(&self) -> (Vec<&OnionId>, usize) {
@@ -144,27 +134,5 @@ impl State {
 
     pub fn unread(&self, peer: &OnionId) -> usize {
         self.unread.get(peer).map_or(0, VecDeque::len)
-    }
-
-    pub fn oldest_unread(&self, peer: &OnionId) -> Option<u64> {
-        self.unread.get(peer)?.front().copied()
-    }
-
-    /// Where HISTORY starts, and where a new record links back to.
-    pub fn last(&self, peer: &OnionId) -> Option<u64> {
-        self.last.get(peer).copied()
-    }
-
-    /// Peers with messages waiting for delivery.
-    pub fn senders(&self) -> Vec<OnionId> {
-        self.outbox.keys().cloned().collect()
-    }
-
-    pub fn next_out(&self, peer: &OnionId) -> Option<&Outgoing> {
-        self.outbox.get(peer)?.front()
-    }
-
-    pub fn acknowledges(&self, peer: &OnionId) -> bool {
-        self.ackers.contains(peer)
     }
 }
