@@ -87,9 +87,9 @@ impl Journal {
     /// The record at `at`, read exactly: up to its newline.
     pub fn read(&self, at: u64) -> Result<Record, String> {
         let (mut file, mut line) = (&self.file, Vec::new());
-        let read = file.seek(SeekFrom::Start(at));
-        let read = read.and_then(|_| BufReader::new(file).take(MAX_LINE).read_until(b'\n', &mut line));
-        read.map_err(|e| format!("cannot read the messages log: {e}"))?;
+        let failed = |e: io::Error| format!("cannot read the messages log: {e}");
+        file.seek(SeekFrom::Start(at)).map_err(failed)?;
+        BufReader::new(file).take(MAX_LINE).read_until(b'\n', &mut line).map_err(failed)?;
         wire::record(&line).ok_or_else(|| format!("the messages log has no record at {at}"))
     }
 

@@ -7,7 +7,7 @@ use mio::{net::TcpListener, Poll, Waker};
 use nix::sys::resource::{getrlimit, setrlimit, Resource::RLIMIT_NOFILE};
 use nix::sys::socket::{listen, Backlog};
 use std::sync::{mpsc, Arc};
-use std::{fmt::Display, io::Write, net::SocketAddr, path::Path, process::exit};
+use std::{fmt::Display, net::SocketAddr, path::Path, process::exit, str::FromStr};
 use torchat::journal::{self, Journal};
 use torchat::node::state::{self, Limits};
 use torchat::onion::{Identity, OnionId};
@@ -16,19 +16,6 @@ use torchat::{delivery::Courier, node::Node, sys};
 
 const USAGE: &str = "Usage: main [options] PORT\n\n\
     Serves local clients on 127.0.0.1:PORT (0: any free port).";
-const OPTIONS: [(&str, &str); 10] = [
-    ("peer-port", "port Tor delivers onion connections to (PORT+1)"),
-    ("hostname", "Tor's hostname file; its key beside it (tor/hs/hostname)"),
-    ("logs", "folder of messages.log and errors.log (logs)"),
-    ("socks", "Tor's SOCKS5 port (127.0.0.1:9250)"),
-    ("give-up", "seconds to keep retrying a delivery (86400)"),
-    ("max-conns", "open connections per port (1000)"),
-    ("idle", "seconds a connection may stay open (20)"),
-    ("max-unread", "unread messages per contact, unsent per peer (1000)"),
-    ("max-strangers", "strangers with unread messages (50)"),
-    ("stranger-unread", "unread messages per stranger (10)"),
-];
-
 fn fail(status: i32, msg: &str) -> ! {
     eprintln!("main: {msg}{}", if status == 2 { " (see main --help)" } else { "" });
     exit(status)
@@ -39,25 +26,34 @@ fn must<T, E: Display>(result: Result<T, E>, what: &str) -> T {
     result.unwrap_or_else(|e| fail(1, &format!("{what}: {e}")))
 }
 
-fn opt<T: std::str::FromStr>(m: &Matches, name: &str, default: T) -> T {
+/// Option `name`; `default` if not given.
+fn opt<T: FromStr>(m: &Matches, name: &str, default: T) -> T {
     m.opt_get_default(name, default).unwrap_or_else(|_| fail(2, &format!("--{name}: bad value")))
 }
 
-/// A limit: a count above 0.
-fn count(m: &Matches, name: &str, default: usize) -> usize {
-    match opt(m, name, default) {
-        0 => fail(2, &format!("--{name} must be above 0")),
-        n => n,
+/// A limit: a number above 0.
+fn count<T: FromStr + Default + PartialEq>(m: &Matches, name: &str, default: T) -> T {
+    let n = opt(m, name, default);
+    if n == T::default() {
+        fail(2, &format!("--{name} must be above 0"));
     }
+    n
 }
 
 fn main() {
     let mut options = Options::new();
     options.optflag("d", "daemon", "detach from the terminal once the ports are bound");
     options.optflag("h", "help", "print this help");
-    for (name, help) in OPTIONS {
-        options.optopt("", name, help, "VALUE");
-    }
+    options.optopt("", "peer-port", "port Tor delivers onion connections to (PORT+1)", "PORT");
+    options.optopt("", "hostname", "Tor's hostname file, key beside it (tor/hs/hostname)", "FILE");
+    options.optopt("", "logs", "folder of messages.log and errors.log (logs)", "DIR");
+    options.optopt("", "socks", "Tor's SOCKS5 port (127.0.0.1:9250)", "ADDR");
+    options.optopt("", "give-up", "seconds to keep retrying a delivery (86400)", "SECS");
+    options.optopt("", "max-conns", "open connections per port (1000)", "N");
+    options.optopt("", "idle", "seconds a connection may stay open (20)", "SECS");
+    options.optopt("", "max-unread", "unread messages per contact, unsent per peer (1000)", "N");
+    options.optopt("", "max-strangers", "strangers with unread messages (50)", "N");
+    options.optopt("", "stranger-unread", "unread messages per stranger (10)", "N");
     let m = options.parse(std::env::args().skip(1)).unwrap_or_else(|e| fail(2, &e.to_string()));
     if m.opt_present("help") {
         return print!("{}", options.usage(USAGE));
@@ -72,9 +68,9 @@ fn main() {
         stranger_unread: count(&m, "stranger-unread", 10),
     };
     let max_conns = count(&m, "max-conns", 1000);
-    let idle = std::time::Duration::from_secs(count(&m, "idle", 20) as u64);
+    let idle = std::time::Duration::from_secs(count(&m, "idle", 20));
     let proxy = opt(&m, "socks", SocketAddr::from(([127, 0, 0, 1], 9250)));
-    let give_up = opt(&m, "give-up", 86400);
+    let give_up = count(&m, "give-up", 86400);
     // Both ports full, a SOCKS connection per peer, and a few files of our own.
     let needed = (2 * max_conns + state::MAX_PEERS + 64) as u64;
     let (soft, hard) = must(getrlimit(RLIMIT_NOFILE), "cannot read the open files limit");
@@ -87,8 +83,7 @@ fn main() {
     let dir = m.opt_str("logs").unwrap_or_else(|| "logs".into());
     journal::open_errors_log(Path::new(&dir)).unwrap_or_else(|e| fail(1, &e));
     let (journal, state) = Journal::open(Path::new(&dir)).unwrap_or_else(|e| fail(1, &e));
-    let listeners = [(port, "clients"), (peer_port, "peers")]
-        .map(|(port, what)| must(bind(port), &format!("cannot listen for {what} on 127.0.0.1:{port}")));
+    let listeners = [listen_on(port, "clients"), listen_on(peer_port, "peers")];
     let addr = |i: usize| listeners[i].local_addr().map_or(String::new(), |a| a.to_string());
     println!("TORchat {}: clients on {}, peers on {}", me.id, addr(0), addr(1));
     if m.opt_present("daemon") {
@@ -96,7 +91,6 @@ fn main() {
             return println!("detached: pid {child}");
         }
     }
-    let _ = std::io::stdout().flush();
     let poll = must(Poll::new(), "cannot poll");
     let waker = Arc::new(must(Waker::new(poll.registry(), reactor::WAKE), "cannot poll"));
     let (reports_to, reports) = mpsc::channel();
@@ -110,10 +104,11 @@ fn main() {
 
 /// 127.0.0.1:`port`, with room for a burst of connections: std's and mio's backlog
 /// drops some, and each then waits a second for the kernel's retry.
-fn bind(port: u16) -> std::io::Result<TcpListener> {
-    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
-    listen(&listener, Backlog::MAXALLOWABLE)?;
-    Ok(listener)
+fn listen_on(port: u16, what: &str) -> TcpListener {
+    let why = format!("cannot listen for {what} on 127.0.0.1:{port}");
+    let listener = must(TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))), &why);
+    must(listen(&listener, Backlog::MAXALLOWABLE), &why);
+    listener
 }
 
 /// This node's onion id, from Tor's hostname file, and its key.

@@ -112,6 +112,14 @@ impl Node {
         Ok(())
     }
 
+    /// `reply`, once `ev` is logged; else the failure.
+    fn reply_after(&mut self, peer: OnionId, ev: Event, reply: Value) -> Value {
+        match self.record(peer, ev) {
+            Ok(()) => reply,
+            Err(e) => self.failure(e),
+        }
+    }
+
     fn receive(&mut self, recv: Recv) -> Value {
         let mid = recv.mid.as_ref().map(|m| m.0.clone());
         let acked = mid.as_deref().unwrap_or_default();
@@ -122,10 +130,7 @@ impl Node {
             Ok(true) => {}
         }
         let ev = Event::Recv { msg: recv.text.0, mid, verified: recv.signed.is_some() };
-        match self.record(recv.from, ev) {
-            Ok(()) => ack,
-            Err(e) => self.failure(e),
-        }
+        self.reply_after(recv.from, ev, ack)
     }
 
     /// Whether to store `recv`: false for a retry of the last message stored from its
@@ -164,11 +169,10 @@ impl Node {
             Ok(mid) => mid.0,
             Err(e) => return self.failure(format!("no random message id: {e}")),
         };
-        if let Err(e) = self.record(peer.clone(), Event::Queued { mid: mid.clone(), port, msg }) {
-            return self.failure(e);
-        }
+        let queued = json!({"cmd": "SEND", "id": peer, "msg": mid});
+        let reply = self.reply_after(peer.clone(), Event::Queued { mid, port, msg }, queued);
         self.dispatch(&peer);
-        json!({"cmd": "SEND", "id": peer, "msg": mid})
+        reply
     }
 
     /// Hands the peer's oldest waiting message to a delivery thread, unless one has it.
@@ -193,10 +197,7 @@ impl Node {
             Ok(reply) => reply,
             Err(e) => return self.failure(e),
         };
-        match self.record(peer, Event::Read) {
-            Ok(()) => reply,
-            Err(e) => self.failure(e),
-        }
+        self.reply_after(peer, Event::Read, reply)
     }
 
     /// The last `n` lines with `peer`, newest first along `prev`, until one does not fit
@@ -210,7 +211,9 @@ impl Node {
                 break;
             }
             let line = match ev {
-                Event::Recv { msg, verified, .. } => json!({"t": t, "dir": "in", "msg": msg, "verified": verified}),
+                Event::Recv { msg, verified, .. } => {
+                    json!({"t": t, "dir": "in", "msg": msg, "verified": verified})
+                }
                 Event::Queued { msg, mid, .. } => {
                     let state = outcome.remove(&mid).unwrap_or("queued".into());
                     json!({"t": t, "dir": "out", "msg": msg, "state": state})
@@ -220,7 +223,7 @@ impl Node {
                     let (mid, state) = match ev {
                         Event::Delivered { mid } => (mid, "delivered".into()),
                         Event::Unconfirmed { mid } => (mid, "unconfirmed".into()),
-                        Event::Failed { mid, why, .. } => (mid, format!("failed: {}", wire::reason(&why))),
+                        Event::Failed { mid, why, .. } => (mid, format!("failed: {why}")),
                         _ => continue,
                     };
                     outcome.entry(mid).or_insert(state);
@@ -243,13 +246,15 @@ impl Node {
     /// `contacts` counts the contacts among them, `unread` their messages, `cut` the
     /// peers left out: 3 KB at most.
     fn peers(&self) -> Value {
-        let (waiting, contacts) = self.state.waiting();
+        let (unread, contacts) = (&self.state.unread, &self.state.contacts);
+        let mut waiting: Vec<&OnionId> = unread.keys().collect();
+        waiting.sort_unstable_by_key(|p| (!contacts.contains(*p), unread[*p][0]));
         let shown = &waiting[..waiting.len().min(40)];
         let ids: Vec<&str> = shown.iter().map(|p| p.as_str()).collect();
-        let unread: Vec<usize> = shown.iter().map(|p| self.state.unread(p)).collect();
-        let (cut, contacts) = (waiting.len() - shown.len(), contacts.min(40));
-        let msg = ids.join(",");
-        json!({"cmd": "GET_PEERS", "msg": msg, "cut": cut, "unread": unread, "contacts": contacts})
+        let counts: Vec<usize> = shown.iter().map(|p| unread[*p].len()).collect();
+        let contacts = shown.iter().filter(|p| contacts.contains(*p)).count();
+        let (msg, cut) = (ids.join(","), waiting.len() - shown.len());
+        json!({"cmd": "GET_PEERS", "msg": msg, "cut": cut, "unread": counts, "contacts": contacts})
     }
 }
 

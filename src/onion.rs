@@ -77,9 +77,6 @@ const SECRET_HEADER: &[u8; 32] = b"== ed25519v1-secret: type0 ==\0\0\0";
 pub struct Identity {
     pub id: OnionId,
     secret: ExpandedSecretKey,
-    /// Computed from `secret`, never read from elsewhere: signing with a public key that
-    /// does not match the secret one can leak the secret key.
-    public: VerifyingKey,
 }
 
 impl Identity {
@@ -99,17 +96,19 @@ impl Identity {
         // The copy read from the file is wiped; `secret` wipes itself when dropped.
         zeroize::Zeroize::zeroize(&mut bytes);
         let secret = secret.ok_or_else(|| fail("not a Tor ed25519 secret key"))?;
-        let public = VerifyingKey::from(&secret);
-        if public.to_bytes() != id.key() {
+        if VerifyingKey::from(&secret).to_bytes() != id.key() {
             return Err(fail(&format!("this is not the key of {id} (wrong folder?)")));
         }
-        Ok(Identity { id, secret, public })
+        Ok(Identity { id, secret })
     }
 
     /// Base64 of the signature of this message to `to` (PROTOCOL.md §4).
     pub fn sign(&self, to: &OnionId, ts: u64, mid: &str, msg: &str) -> String {
         let signed = signed(to, &self.id, ts, mid, msg);
-        let sig = raw_sign::<sha2::Sha512>(&self.secret, &signed, &self.public);
+        // The public key is computed from the secret one, never read from elsewhere:
+        // signing with one that does not match can leak the secret key.
+        let public = VerifyingKey::from(&self.secret);
+        let sig = raw_sign::<sha2::Sha512>(&self.secret, &signed, &public);
         BASE64.encode(&sig.to_bytes())
     }
 }

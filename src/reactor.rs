@@ -104,13 +104,12 @@ impl Reactor {
             }
             let token = Token(conns.next);
             conns.next += 1;
-            match self.poll.registry().register(&mut sock, token, Interest::READABLE) {
-                Err(e) => error!("register: {e}"),
-                Ok(()) => {
-                    conns.reading.insert(token, (sock, port, Vec::new()));
-                    conns.deadlines.push_back((Instant::now() + self.idle, token));
-                }
+            if let Err(e) = self.poll.registry().register(&mut sock, token, Interest::READABLE) {
+                error!("register: {e}");
+                continue;
             }
+            conns.reading.insert(token, (sock, port, Vec::new()));
+            conns.deadlines.push_back((Instant::now() + self.idle, token));
         }
     }
 
@@ -148,16 +147,12 @@ impl Reactor {
     }
 }
 
-/// Reads what `sock` holds, up to just over MAX_REQUEST bytes; true once it has ended.
+/// Reads what `sock` holds, up to just over MAX_REQUEST bytes; true once it has ended
+/// or that much is read.
 fn fill(sock: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
-    let mut chunk = [0u8; 4096];
-    while buf.len() <= MAX_REQUEST {
-        match sock.read(&mut chunk) {
-            Ok(0) => return true,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return e.kind() != io::ErrorKind::WouldBlock,
-        }
+    let room = (MAX_REQUEST + 1).saturating_sub(buf.len());
+    match sock.take(room as u64).read_to_end(buf) {
+        Ok(_) => true,
+        Err(e) => e.kind() != io::ErrorKind::WouldBlock,
     }
-    false
 }

@@ -101,7 +101,7 @@ pub enum Request {
 /// The peer port's only command (PROTOCOL.md §1): anything else is an unknown variant.
 #[derive(Deserialize)]
 #[serde(tag = "cmd", rename_all = "SCREAMING_SNAKE_CASE")]
-enum PeerRequest {
+enum PeerCmd {
     Recv(Recv),
 }
 
@@ -170,7 +170,7 @@ pub fn request(port: Port, buf: &[u8], ended: bool) -> Option<Result<Request, St
     let parsed = match port {
         _ if start.is_some_and(|&b| b != b'{') => Err(Error::custom("expected a JSON object")),
         Port::Client => Request::deserialize(&mut json),
-        Port::Peer => PeerRequest::deserialize(&mut json).map(|PeerRequest::Recv(recv)| Request::Recv(recv)),
+        Port::Peer => PeerCmd::deserialize(&mut json).map(|PeerCmd::Recv(r)| Request::Recv(r)),
     };
     match parsed {
         Err(e) if e.is_eof() && buf.len() > MAX_REQUEST => {

@@ -61,7 +61,14 @@ impl State {
                 }
                 return self.unread.entry(peer).or_default().push_back(at);
             }
-            Event::Read => return self.pop_unread(&peer),
+            Event::Read => {
+                let Some(queue) = self.unread.get_mut(&peer) else { return };
+                queue.pop_front();
+                if queue.is_empty() {
+                    self.unread.remove(&peer);
+                }
+                return;
+            }
             Event::Queued { mid, port, msg } => {
                 self.contacts.insert(peer.clone());
                 let out = Outgoing { mid, port, text: msg, t };
@@ -82,14 +89,6 @@ impl State {
         queue.retain(|o| o.mid != mid);
         if queue.is_empty() {
             self.outbox.remove(&peer);
-        }
-    }
-
-    fn pop_unread(&mut self, peer: &OnionId) {
-        let Some(queue) = self.unread.get_mut(peer) else { return };
-        queue.pop_front();
-        if queue.is_empty() {
-            self.unread.remove(peer);
         }
     }
 
@@ -118,18 +117,6 @@ impl State {
             None if self.outbox.len() >= MAX_PEERS => Err("too many peers with messages waiting"),
             _ => Ok(()),
         }
-    }
-
-    /// Peers with unread items, contacts first, each kind in the order of its first
-    /// unread arrival (the oldest offset); and how many are contacts.
-    pub fn waiting(&self) -> (Vec<&OnionId>, usize) {
-        let mut peers: Vec<(bool, u64, &OnionId)> = Vec::new();
-        for (peer, queue) in &self.unread {
-            peers.push((!self.contacts.contains(peer), queue[0], peer));
-        }
-        peers.sort_unstable_by_key(|p| (p.0, p.1));
-        let contacts = peers.iter().filter(|p| !p.0).count();
-        (peers.into_iter().map(|p| p.2).collect(), contacts)
     }
 
     pub fn unread(&self, peer: &OnionId) -> usize {
