@@ -37,8 +37,7 @@ impl Courier {
     pub fn send(&self, peer: OnionId, next: Outgoing, acker: bool) -> io::Result<()> {
         let courier = self.clone();
         let thread = thread::Builder::new().name("delivery".into());
-        thread.spawn(move || courier.deliver(peer, next, acker))?;
-        Ok(())
+        thread.spawn(move || courier.deliver(peer, next, acker)).map(drop)
     }
 
     fn deliver(self, peer: OnionId, next: Outgoing, acker: bool) {

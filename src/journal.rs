@@ -46,9 +46,10 @@ fn folder(dir: &Path) -> Result<(), String> {
 }
 
 impl Journal {
-    /// Opens the messages log in `dir` and rebuilds the state from it.
+    /// Opens both logs in `dir`, and rebuilds the state from the messages log.
     pub fn open(dir: &Path) -> Result<(Journal, State), String> {
         folder(dir)?;
+        errors_log(dir)?;
         let path = dir.join(MESSAGES);
         let mut file = private(&path)?;
         let mut state = State::default();
@@ -139,8 +140,7 @@ impl Write for ErrorsLog {
 
 /// The logger: errors.log, and errors to stderr as well, since when the disk is full
 /// the errors log cannot say so.
-pub fn open_errors_log(dir: &Path) -> Result<(), String> {
-    folder(dir)?;
+fn errors_log(dir: &Path) -> Result<(), String> {
     private(&dir.join(ERRORS))?;
     let mut config = ConfigBuilder::new();
     let config = config.set_time_format_rfc3339().set_thread_level(LevelFilter::Off).build();

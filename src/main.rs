@@ -8,9 +8,9 @@ use nix::sys::resource::{getrlimit, setrlimit, Resource::RLIMIT_NOFILE};
 use nix::sys::socket::{listen, Backlog};
 use std::sync::{mpsc, Arc};
 use std::{fmt::Display, net::SocketAddr, path::Path, process::exit, str::FromStr};
-use torchat::journal::{self, Journal};
+use torchat::journal::Journal;
 use torchat::node::state::{self, Limits};
-use torchat::onion::{Identity, OnionId};
+use torchat::onion::Identity;
 use torchat::reactor::{self, Reactor};
 use torchat::{delivery::Courier, node::Node, sys};
 
@@ -79,9 +79,9 @@ fn main() {
         fail(2, &format!("{why}: lower --max-conns"))
     }
     must(setrlimit(RLIMIT_NOFILE, soft.max(needed), hard), "cannot raise the open files limit");
-    let me = identity(&m).unwrap_or_else(|e| fail(1, &e));
+    let hostname = m.opt_str("hostname").unwrap_or_else(|| "tor/hs/hostname".into());
+    let me = Identity::load(Path::new(&hostname)).unwrap_or_else(|e| fail(1, &e));
     let dir = m.opt_str("logs").unwrap_or_else(|| "logs".into());
-    journal::open_errors_log(Path::new(&dir)).unwrap_or_else(|e| fail(1, &e));
     let (journal, state) = Journal::open(Path::new(&dir)).unwrap_or_else(|e| fail(1, &e));
     let listeners = [listen_on(port, "clients"), listen_on(peer_port, "peers")];
     let addr = |i: usize| listeners[i].local_addr().map_or(String::new(), |a| a.to_string());
@@ -109,14 +109,4 @@ fn listen_on(port: u16, what: &str) -> TcpListener {
     let listener = must(TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))), &why);
     must(listen(&listener, Backlog::MAXALLOWABLE), &why);
     listener
-}
-
-/// This node's onion id, from Tor's hostname file, and its key.
-fn identity(m: &Matches) -> Result<Identity, String> {
-    let hostname = m.opt_str("hostname").unwrap_or_else(|| "tor/hs/hostname".into());
-    let text = std::fs::read_to_string(&hostname);
-    let hint = "is tor running? see --hostname";
-    let text = text.map_err(|e| format!("cannot read {hostname}: {e} ({hint})"))?;
-    let id = OnionId::parse(&text).map_err(|e| format!("{hostname}: {e}"))?;
-    Identity::load(&Path::new(&hostname).with_file_name("hs_ed25519_secret_key"), id)
 }

@@ -6,20 +6,17 @@
 use data_encoding::{BASE32_NOPAD, BASE64};
 use ed25519_dalek::hazmat::{raw_sign, ExpandedSecretKey};
 use ed25519_dalek::{Signature, VerifyingKey};
-use serde::{Deserialize, Serialize};
+use serde::{de::Error, Deserialize, Deserializer, Serialize};
 use sha3::{Digest, Sha3_256};
 use std::{fmt, io::Read, os::unix::fs::MetadataExt, path::Path};
 
 /// A v3 onion id in canonical form: 56 lower-case base32 characters + ".onion".
-#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize)]
 pub struct OnionId(String);
 
-impl TryFrom<String> for OnionId {
-    type Error = String;
-
-    fn try_from(text: String) -> Result<OnionId, String> {
-        OnionId::parse(&text)
+impl<'de> Deserialize<'de> for OnionId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<OnionId, D::Error> {
+        OnionId::parse(&String::deserialize(d)?).map_err(D::Error::custom)
     }
 }
 
@@ -80,11 +77,18 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// The key Tor wrote for the onion service `id`; refused unless it is private to
-    /// this user, as Tor writes it, and its public key is `id`.
-    pub fn load(path: &Path, id: OnionId) -> Result<Identity, String> {
+    /// This node's onion id, from Tor's `hostname` file, and the key Tor wrote beside
+    /// it; refused unless the key is private to this user, as Tor writes it, and its
+    /// public key is the id.
+    pub fn load(hostname: &Path) -> Result<Identity, String> {
+        let text = std::fs::read_to_string(hostname);
+        let hint = "is tor running? see --hostname";
+        let failed = |e| format!("cannot read {}: {e} ({hint})", hostname.display());
+        let id = OnionId::parse(&text.map_err(failed)?);
+        let id = id.map_err(|e| format!("{}: {e}", hostname.display()))?;
+        let path = hostname.with_file_name("hs_ed25519_secret_key");
         let fail = |why: &str| format!("{}: {why}", path.display());
-        let file = std::fs::File::open(path).map_err(|e| fail(&e.to_string()))?;
+        let file = std::fs::File::open(&path).map_err(|e| fail(&e.to_string()))?;
         let meta = file.metadata().map_err(|e| fail(&e.to_string()))?;
         if meta.mode() & 0o077 != 0 {
             return Err(fail("other users can read it: chmod 600 it, as Tor does"));

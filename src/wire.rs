@@ -29,35 +29,30 @@ pub enum Port {
 }
 
 /// A message's text: not empty, at most MAX_TEXT bytes as it stands in a reply.
-#[derive(Deserialize)]
-#[serde(try_from = "String")]
 pub struct Text(pub String);
 
-impl TryFrom<String> for Text {
-    type Error = String;
-
-    fn try_from(text: String) -> Result<Text, String> {
-        match serde_json::to_string(&text).map_or(0, |s| s.len() - 2) {
-            0 => Err("empty message".into()),
-            n if n > MAX_TEXT => Err(format!("message too long: {n} bytes, at most {MAX_TEXT}")),
-            _ => Ok(Text(text)),
-        }
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
+        let text = String::deserialize(d)?;
+        let why = match serde_json::to_string(&text).map_or(0, |s| s.len() - 2) {
+            0 => "empty message".to_string(),
+            n if n > MAX_TEXT => format!("message too long: {n} bytes, at most {MAX_TEXT}"),
+            _ => return Ok(Text(text)),
+        };
+        Err(D::Error::custom(why))
     }
 }
 
 /// A message id (PROTOCOL.md §4): 32 lower-case hex digits.
-#[derive(Deserialize)]
-#[serde(try_from = "String")]
 pub struct Mid(pub String);
 
-impl TryFrom<String> for Mid {
-    type Error = &'static str;
-
-    fn try_from(mid: String) -> Result<Mid, Self::Error> {
+impl<'de> Deserialize<'de> for Mid {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Mid, D::Error> {
+        let mid = String::deserialize(d)?;
         let hex = |b| matches!(b, b'0'..=b'9' | b'a'..=b'f');
         match mid.len() == 32 && mid.bytes().all(hex) {
             true => Ok(Mid(mid)),
-            false => Err("\"mid\": expected 32 hex digits"),
+            false => Err(D::Error::custom("\"mid\": expected 32 hex digits")),
         }
     }
 }
@@ -106,8 +101,6 @@ enum PeerCmd {
 }
 
 /// A peer's message; `from` is who it claims to be from. A 2017 peer does not sign.
-#[derive(Deserialize)]
-#[serde(try_from = "RawRecv")]
 pub struct Recv {
     pub from: OnionId,
     pub text: Text,
@@ -126,14 +119,13 @@ struct RawRecv {
     sig: Option<Signature>,
 }
 
-impl TryFrom<RawRecv> for Recv {
-    type Error = &'static str;
-
-    fn try_from(raw: RawRecv) -> Result<Recv, Self::Error> {
+impl<'de> Deserialize<'de> for Recv {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Recv, D::Error> {
+        let raw = RawRecv::deserialize(d)?;
         let signed = match (raw.sig, raw.ts, &raw.mid) {
             (None, ..) => None,
             (Some(sig), Some(ts), Some(_)) => Some((ts, sig)),
-            _ => return Err("a signed message needs \"ts\" and \"mid\""),
+            _ => return Err(D::Error::custom("a signed message needs \"ts\" and \"mid\"")),
         };
         Ok(Recv { from: raw.id, text: raw.msg, mid: raw.mid, signed })
     }
