@@ -52,8 +52,7 @@ impl Journal {
         errors_log(dir)?;
         let path = dir.join(MESSAGES);
         let mut file = private(&path)?;
-        let mut state = State::default();
-        let end = replay(&file, &mut state).map_err(|e| failed("read", &path, e))?;
+        let (state, end) = replay(&file).map_err(|e| failed("read", &path, e))?;
         let len = file.metadata().map_err(|e| failed("read", &path, e))?.len();
         // A crash can cut the last line: end it, so that the next record starts afresh.
         if end > len {
@@ -65,10 +64,9 @@ impl Journal {
     /// A record counts only once this returns where it now stands; a failed write is
     /// undone so that the next record does not get glued to half a line.
     pub fn append(&mut self, rec: &Record) -> Result<u64, String> {
-        let mut line = format!("{} ", sys::stamp(rec.t)).into_bytes();
-        serde_json::to_writer(&mut line, rec).map_err(|e| e.to_string())?;
-        line.push(b'\n');
-        if let Err(e) = self.file.write_all(&line) {
+        let json = serde_json::to_string(rec).expect("a record is plain data");
+        let line = format!("{} {json}\n", sys::stamp(rec.t));
+        if let Err(e) = self.file.write_all(line.as_bytes()) {
             let _ = self.file.set_len(self.len);
             return Err(format!("cannot write the messages log: {e}"));
         }
@@ -106,10 +104,10 @@ impl Journal {
     }
 }
 
-/// Applies every record of the log to `state`; returns where the next record goes,
+/// The state that every record of the log makes, and where the next record goes:
 /// past the last line's newline, whether or not a crash cut it off.
-fn replay(file: &File, state: &mut State) -> io::Result<u64> {
-    let (mut at, mut skipped) = (0, 0);
+fn replay(file: &File) -> io::Result<(State, u64)> {
+    let (mut state, mut at, mut skipped) = (State::default(), 0, 0);
     for line in BufReader::with_capacity(1 << 16, file).split(b'\n') {
         let line = line?;
         match wire::record(&line) {
@@ -121,7 +119,7 @@ fn replay(file: &File, state: &mut State) -> io::Result<u64> {
     if skipped > 0 {
         warn!("{MESSAGES}: skipped {skipped} damaged lines");
     }
-    Ok(at)
+    Ok((state, at))
 }
 
 /// errors.log, opened for each line: the log is rare (refusals are bounded), and a
@@ -142,8 +140,7 @@ impl Write for ErrorsLog {
 /// the errors log cannot say so.
 fn errors_log(dir: &Path) -> Result<(), String> {
     private(&dir.join(ERRORS))?;
-    let mut config = ConfigBuilder::new();
-    let config = config.set_time_format_rfc3339().set_thread_level(LevelFilter::Off).build();
+    let config = ConfigBuilder::new().set_time_format_rfc3339().build();
     let errors = LineWriter::new(ErrorsLog(dir.join(ERRORS)));
     let loggers: Vec<Box<dyn SharedLogger>> = vec![
         WriteLogger::new(LevelFilter::Info, config.clone(), errors),

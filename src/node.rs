@@ -37,8 +37,7 @@ impl Node {
     pub fn new(journal: Journal, state: State, limits: Limits, courier: Courier) -> Node {
         let (busy, refusals) = (HashSet::new(), (0, 0));
         let mut node = Node { state, journal, limits, courier, busy, refusals, exit: false };
-        let senders: Vec<OnionId> = node.state.outbox.keys().cloned().collect();
-        for peer in senders {
+        for peer in node.state.outbox.keys().cloned().collect::<Vec<_>>() {
             node.dispatch(&peer);
         }
         node

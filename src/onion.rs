@@ -9,6 +9,7 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{de::Error, Deserialize, Deserializer, Serialize};
 use sha3::{Digest, Sha3_256};
 use std::{fmt, io::Read, os::unix::fs::MetadataExt, path::Path};
+use zeroize::Zeroizing;
 
 /// A v3 onion id in canonical form: 56 lower-case base32 characters + ".onion".
 #[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize)]
@@ -93,12 +94,11 @@ impl Identity {
         if meta.mode() & 0o077 != 0 {
             return Err(fail("other users can read it: chmod 600 it, as Tor does"));
         }
-        let mut bytes = Vec::new();
+        // The copy read from the file is wiped when dropped, as `secret` is.
+        let mut bytes = Zeroizing::new(Vec::new());
         file.take(97).read_to_end(&mut bytes).map_err(|e| fail(&e.to_string()))?;
         let key = bytes.strip_prefix(SECRET_HEADER).and_then(|k| <&[u8; 64]>::try_from(k).ok());
         let secret = key.map(ExpandedSecretKey::from_bytes);
-        // The copy read from the file is wiped; `secret` wipes itself when dropped.
-        zeroize::Zeroize::zeroize(&mut bytes);
         let secret = secret.ok_or_else(|| fail("not a Tor ed25519 secret key"))?;
         if VerifyingKey::from(&secret).to_bytes() != id.key() {
             return Err(fail(&format!("this is not the key of {id} (wrong folder?)")));

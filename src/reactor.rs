@@ -136,9 +136,6 @@ impl Reactor {
     /// No reply that depends on a record leaves before that record is on disk; one
     /// fdatasync covers the whole round (PROTOCOL.md §7).
     fn reply(&mut self, conns: &mut Conns) {
-        if conns.replies.is_empty() {
-            return;
-        }
         let failed = self.node.sync();
         for (mut sock, reply) in conns.replies.drain(..) {
             // One write: a reply in pieces crashes the 2017 client (PROTOCOL.md §2).
