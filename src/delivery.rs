@@ -50,10 +50,9 @@ impl Courier {
                 Err(why) => why,
             };
             if sys::now().saturating_sub(next.t) >= self.give_up {
-                warn!("to {peer}: gave up: {why}");
                 break Event::Failed { mid: next.mid, why, msg: next.text };
             }
-            warn!("to {peer}: {why}; next try in {backoff}s");
+            warn!("to {}: {why}; next try in {backoff}s", peer.as_str());
             thread::sleep(Duration::from_secs(backoff));
             backoff = (backoff * 2).min(60);
         };

@@ -33,11 +33,10 @@ fn opt<T: FromStr>(m: &Matches, name: &str, default: T) -> T {
 
 /// A limit: a number above 0.
 fn count<T: FromStr + Default + PartialEq>(m: &Matches, name: &str, default: T) -> T {
-    let n = opt(m, name, default);
-    if n == T::default() {
-        fail(2, &format!("--{name} must be above 0"));
+    match opt(m, name, default) {
+        n if n == T::default() => fail(2, &format!("--{name} must be above 0")),
+        n => n,
     }
-    n
 }
 
 fn main() {
@@ -85,7 +84,7 @@ fn main() {
     let (journal, state) = Journal::open(Path::new(&dir)).unwrap_or_else(|e| fail(1, &e));
     let listeners = [listen_on(port, "clients"), listen_on(peer_port, "peers")];
     let addr = |i: usize| listeners[i].local_addr().map_or(String::new(), |a| a.to_string());
-    println!("TORchat {}: clients on {}, peers on {}", me.id, addr(0), addr(1));
+    println!("TORchat {}: clients on {}, peers on {}", me.id.as_str(), addr(0), addr(1));
     if m.opt_present("daemon") {
         if let Some(child) = must(sys::detach(), "cannot detach") {
             return println!("detached: pid {child}");

@@ -5,12 +5,13 @@
 
 use crate::delivery::Courier;
 use crate::onion::{self, OnionId};
-use crate::wire::{self, Event, Mid, Port, Record, Recv, Request};
+use crate::wire::{self, Event, Port, Record, Recv, Request};
 use crate::{journal::Journal, sys};
 use log::{error, warn};
 use serde_json::{json, Value};
 use state::{Limits, State};
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::Read;
 
 pub mod state;
 
@@ -124,7 +125,7 @@ impl Node {
         let acked = mid.as_deref().unwrap_or_default();
         let ack = json!({"cmd": "END", "id": self.courier.me.id, "msg": acked});
         match self.admit(&recv) {
-            Err(why) => return self.refuse(&format!("RECV from {}: {why}", recv.from)),
+            Err(why) => return self.refuse(&format!("RECV from {}: {why}", recv.from.as_str())),
             Ok(false) => return ack,
             Ok(true) => {}
         }
@@ -162,10 +163,10 @@ impl Node {
                 let notice = Event::Failed { mid: String::new(), why: why.into(), msg };
                 self.record(peer.clone(), notice).unwrap_or_else(|e| error!("{e}"));
             }
-            return self.refuse(&format!("SEND to {peer}: {why}"));
+            return self.refuse(&format!("SEND to {}: {why}", peer.as_str()));
         }
-        let mid = match Mid::new() {
-            Ok(mid) => mid.0,
+        let mid = match new_mid() {
+            Ok(mid) => mid,
             Err(e) => return self.failure(format!("no random message id: {e}")),
         };
         let queued = json!({"cmd": "SEND", "id": peer, "msg": mid});
@@ -276,4 +277,11 @@ fn shown(peer: &OnionId, Record { t, ev, .. }: Record) -> Result<Value, String> 
         _ => return Err("the state does not match the messages log".into()),
     }
     Ok(reply)
+}
+
+/// A message id (PROTOCOL.md §4): 16 random bytes from the kernel, in hex.
+fn new_mid() -> std::io::Result<String> {
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(format!("{:032x}", u128::from_be_bytes(bytes)))
 }

@@ -8,7 +8,7 @@ use ed25519_dalek::hazmat::{raw_sign, ExpandedSecretKey};
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{de::Error, Deserialize, Deserializer, Serialize};
 use sha3::{Digest, Sha3_256};
-use std::{fmt, io::Read, os::unix::fs::MetadataExt, path::Path};
+use std::{io::Read, os::unix::fs::MetadataExt, path::Path};
 use zeroize::Zeroizing;
 
 /// A v3 onion id in canonical form: 56 lower-case base32 characters + ".onion".
@@ -62,12 +62,6 @@ fn decode(b32: &str) -> Option<Vec<u8>> {
     (raw.len() == 35).then_some(raw)
 }
 
-impl fmt::Display for OnionId {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// Tor's file `hs_ed25519_secret_key`: this header, then the 64-byte expanded key.
 const SECRET_HEADER: &[u8; 32] = b"== ed25519v1-secret: type0 ==\0\0\0";
 
@@ -101,7 +95,7 @@ impl Identity {
         let secret = key.map(ExpandedSecretKey::from_bytes);
         let secret = secret.ok_or_else(|| fail("not a Tor ed25519 secret key"))?;
         if VerifyingKey::from(&secret).to_bytes() != id.key() {
-            return Err(fail(&format!("this is not the key of {id} (wrong folder?)")));
+            return Err(fail(&format!("this is not the key of {} (wrong folder?)", id.as_str())));
         }
         Ok(Identity { id, secret })
     }
@@ -118,6 +112,7 @@ impl Identity {
 }
 
 fn signed(to: &OnionId, from: &OnionId, ts: u64, mid: &str, msg: &str) -> Vec<u8> {
+    let (to, from) = (to.as_str(), from.as_str());
     format!("torchat-v1\0{to}\0{from}\0{ts}\0{mid}\0{msg}").into_bytes()
 }
 

@@ -52,6 +52,10 @@ impl Reactor {
         self.poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
         let mut conns = Conns { next: 4, ..Conns::default() };
         let mut events = Events::with_capacity(1024);
+        // SIGINT and SIGTERM stop the loop. SIGHUP (logrotate's) needs nothing done, and
+        // SIGXFSZ is caught so that a write past a file size limit fails, and is
+        // reported, instead of killing the daemon.
+        let stops = |signal| signal == SIGINT || signal == SIGTERM;
         while !self.node.exit {
             let nearest = conns.deadlines.front();
             let timeout = nearest.map(|d| d.0.saturating_duration_since(Instant::now()));
@@ -68,13 +72,8 @@ impl Reactor {
                             self.node.delivered(peer, outcome);
                         }
                     }
-                    // SIGINT and SIGTERM stop the loop. SIGHUP (logrotate's) needs nothing
-                    // done, and SIGXFSZ is caught so that a write past a file size limit
-                    // fails, and is reported, instead of killing the daemon.
-                    SIGNALS => {
-                        let stop = signals.pending().filter(|&s| s == SIGINT || s == SIGTERM);
-                        self.node.exit |= stop.count() > 0;
-                    }
+                    // `any` stops at a stop, or reads every pending signal.
+                    SIGNALS => self.node.exit |= signals.pending().any(stops),
                     token => self.readable(&mut conns, token),
                 }
             }
@@ -88,13 +87,11 @@ impl Reactor {
 
     fn accept(&mut self, conns: &mut Conns, port: Port) {
         loop {
-            let mut sock = match self.listeners[port as usize].accept() {
-                Ok((sock, _)) => sock,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    error!("accept: {e}");
-                    break;
-                }
+            // Until WouldBlock: mio's events are edge-triggered.
+            let (mut sock, _) = match self.listeners[port as usize].accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => return error!("accept: {e}"),
             };
             let open = conns.reading.values().filter(|c| c.1 == port).count();
             if open >= self.max_conns {

@@ -10,7 +10,6 @@ use ed25519_dalek::Signature;
 use serde::de::{Deserializer, Error};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::io::Read;
 
 /// The 2017 client reads a reply with one `recv(5000)`; 4096 leaves it a margin.
 pub const MAX_REPLY: usize = 4096;
@@ -54,15 +53,6 @@ impl<'de> Deserialize<'de> for Mid {
             true => Ok(Mid(mid)),
             false => Err(D::Error::custom("\"mid\": expected 32 hex digits")),
         }
-    }
-}
-
-impl Mid {
-    /// 16 random bytes from the kernel.
-    pub fn new() -> std::io::Result<Mid> {
-        let mut bytes = [0u8; 16];
-        std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-        Ok(Mid(bytes.iter().map(|b| format!("{b:02x}")).collect()))
     }
 }
 

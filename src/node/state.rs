@@ -95,19 +95,16 @@ impl State {
     /// Room for one more message from `peer`? Strangers share a small area of their
     /// own, so that a flood of made-up ids never takes a contact's room (PROTOCOL.md §5).
     pub fn admit(&self, peer: &OnionId, limits: &Limits) -> Result<(), &'static str> {
-        let waiting = self.unread(peer);
+        let waiting = self.unread.get(peer).map_or(0, VecDeque::len);
         if self.contacts.contains(peer) {
             return if waiting < limits.max_unread { Ok(()) } else { Err(FULL) };
         }
-        let strangers = || self.unread.keys().filter(|p| !self.contacts.contains(*p)).count();
-        let busy = match waiting {
-            0 => strangers() >= limits.max_strangers,
-            n => n >= limits.stranger_unread,
-        };
-        if busy {
-            return Err("busy: too many messages from unknown senders, try later");
+        let strangers = self.unread.keys().filter(|p| !self.contacts.contains(*p)).count();
+        match waiting {
+            0 if strangers < limits.max_strangers => Ok(()),
+            n if n > 0 && n < limits.stranger_unread => Ok(()),
+            _ => Err("busy: too many messages from unknown senders, try later"),
         }
-        Ok(())
     }
 
     /// Room for one more message to `peer`?
@@ -117,9 +114,5 @@ impl State {
             None if self.outbox.len() >= MAX_PEERS => Err("too many peers with messages waiting"),
             _ => Ok(()),
         }
-    }
-
-    pub fn unread(&self, peer: &OnionId) -> usize {
-        self.unread.get(peer).map_or(0, VecDeque::len)
     }
 }
