@@ -3,7 +3,7 @@
 //! returns, once the records of that poll round are on disk (`sync`). Deliveries go to
 //! the courier, whose threads report back through the reactor (`delivered`).
 
-use crate::delivery::Courier;
+use crate::delivery::{Courier, Report};
 use crate::onion::{self, OnionId};
 use crate::wire::{self, Event, Port, Record, Recv, Request};
 use crate::{journal::Journal, sys};
@@ -11,7 +11,7 @@ use log::{error, warn};
 use serde_json::{json, Value};
 use state::{Limits, State};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::Read;
+use std::{io::Read, sync::mpsc::Receiver};
 
 pub mod state;
 
@@ -73,13 +73,15 @@ impl Node {
         Some(wire::encode(&self.failure(e)))
     }
 
-    /// A delivery thread's outcome: delivered, unconfirmed or failed.
-    pub fn delivered(&mut self, peer: OnionId, outcome: Event) {
-        self.busy.remove(&peer);
-        // If the outcome cannot be logged, the message stays queued for the next start.
-        match self.record(peer.clone(), outcome) {
-            Ok(()) => self.dispatch(&peer),
-            Err(e) => error!("{e}"),
+    /// The delivery threads' outcomes: delivered, unconfirmed or failed.
+    pub fn delivered(&mut self, reports: &Receiver<Report>) {
+        for (peer, outcome) in reports.try_iter() {
+            self.busy.remove(&peer);
+            // If the outcome cannot be logged, the message stays queued for the next start.
+            match self.record(peer.clone(), outcome) {
+                Ok(()) => self.dispatch(&peer),
+                Err(e) => error!("{e}"),
+            }
         }
     }
 

@@ -58,8 +58,8 @@ impl Reactor {
         let stops = |signal| signal == SIGINT || signal == SIGTERM;
         while !self.node.exit {
             let nearest = conns.deadlines.front();
-            let timeout = nearest.map(|d| d.0.saturating_duration_since(Instant::now()));
-            match self.poll.poll(&mut events, timeout) {
+            let wait = nearest.map(|d| d.0.saturating_duration_since(Instant::now()));
+            match self.poll.poll(&mut events, wait) {
                 Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
                 _ => {}
             }
@@ -67,11 +67,7 @@ impl Reactor {
                 match event.token() {
                     Token(0) => self.accept(&mut conns, Port::Client),
                     Token(1) => self.accept(&mut conns, Port::Peer),
-                    WAKE => {
-                        for (peer, outcome) in self.reports.try_iter() {
-                            self.node.delivered(peer, outcome);
-                        }
-                    }
+                    WAKE => self.node.delivered(&self.reports),
                     // `any` stops at a stop, or reads every pending signal.
                     SIGNALS => self.node.exit |= signals.pending().any(stops),
                     token => self.readable(&mut conns, token),
