@@ -303,7 +303,10 @@ fn start_up_and_history(rows: &mut Vec<Row>, peers: &[String]) {
 fn delivery(rows: &mut Vec<Row>) {
     let proxy = Proxy::start();
     let socks = proxy.arg();
-    let sender = Daemon::start("bench-sender", &["--socks", &socks, "--max-unread", "5000"]);
+    // A round's 2,000 SENDs come as one burst of connections, none waiting for its reply
+    // (the 2017 client's way): the sender holds them all, or it would refuse some, and
+    // a refused SEND sent that way is lost.
+    let sender = Daemon::start("bench-sender", &["--socks", &socks, "--max-unread", "5000", "--max-conns", "2500"]);
     let peers: Vec<Daemon> =
         (0..10).map(|i| Daemon::start(&format!("bench-peer{i}"), &["--stranger-unread", "5000"])).collect();
     peers.iter().for_each(|p| proxy.route(&p.id, Route::To(p.peer)));
