@@ -1,7 +1,8 @@
 //! What each request means. The node owns the state and the messages log and never
 //! sees a socket: the reactor hands it a request's bytes and writes back the reply it
 //! returns, once the records of that poll round are on disk (`sync`). Deliveries go to
-//! the courier, whose threads report back through the reactor (`delivered`).
+//! the courier, whose threads report back through a channel that the reactor has the
+//! node drain when they wake it (`delivered`).
 
 use crate::delivery::{Courier, Report};
 use crate::onion::{self, OnionId};
@@ -17,7 +18,8 @@ pub mod state;
 
 /// How far a signed time stamp may be from our clock (PROTOCOL.md §4).
 const SKEW: u64 = 10 * 60;
-/// Refusals written to the errors log in a minute; the rest are counted (PROTOCOL.md §5).
+/// Refusals written to the errors log in a minute; then one line says the rest are not
+/// (PROTOCOL.md §5).
 const LOGGED: usize = 100;
 
 pub struct Node {

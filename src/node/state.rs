@@ -1,7 +1,8 @@
 //! The daemon's state, a function of the messages log: it changes only by `apply`ing a
 //! record already in the log, so replaying the log at start-up rebuilds exactly the
 //! state the daemon had. An unread message is kept as the offset of its record: 8
-//! bytes, not its text.
+//! bytes, not its text. The fields are `pub(super)`: the node reads them, and nothing
+//! outside `node` sees them at all.
 
 use crate::onion::OnionId;
 use crate::wire::{Event, Record};
@@ -17,6 +18,7 @@ pub struct Limits {
     pub stranger_unread: usize,
 }
 
+/// A message waiting for delivery, as the courier sends it; `t`: when it was queued.
 #[derive(Clone)]
 pub struct Outgoing {
     pub mid: String,
