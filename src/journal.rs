@@ -46,10 +46,9 @@ fn folder(dir: &Path) -> Result<(), String> {
 }
 
 impl Journal {
-    /// Opens both logs in `dir`, and rebuilds the state from the messages log.
+    /// Opens the messages log in `dir` and rebuilds the state from it.
     pub fn open(dir: &Path) -> Result<(Journal, State), String> {
         folder(dir)?;
-        errors_log(dir)?;
         let path = dir.join(MESSAGES);
         let mut file = private(&path)?;
         let (state, end) = replay(&file).map_err(|e| failed("read", &path, e))?;
@@ -138,7 +137,8 @@ impl Write for ErrorsLog {
 
 /// The logger: errors.log, and errors to stderr as well, since when the disk is full
 /// the errors log cannot say so.
-fn errors_log(dir: &Path) -> Result<(), String> {
+pub fn open_errors_log(dir: &Path) -> Result<(), String> {
+    folder(dir)?;
     private(&dir.join(ERRORS))?;
     let config = ConfigBuilder::new().set_time_format_rfc3339().build();
     let errors = LineWriter::new(ErrorsLog(dir.join(ERRORS)));

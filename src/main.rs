@@ -8,7 +8,7 @@ use nix::sys::resource::{getrlimit, setrlimit, Resource::RLIMIT_NOFILE};
 use nix::sys::socket::{listen, Backlog};
 use std::sync::{mpsc, Arc};
 use std::{fmt::Display, net::SocketAddr, path::Path, process::exit, str::FromStr};
-use torchat::journal::Journal;
+use torchat::journal::{self, Journal};
 use torchat::node::state::{self, Limits};
 use torchat::onion::Identity;
 use torchat::reactor::{self, Reactor};
@@ -81,6 +81,7 @@ fn main() {
     let hostname = m.opt_str("hostname").unwrap_or_else(|| "tor/hs/hostname".into());
     let me = Identity::load(Path::new(&hostname)).unwrap_or_else(|e| fail(1, &e));
     let dir = m.opt_str("logs").unwrap_or_else(|| "logs".into());
+    journal::open_errors_log(Path::new(&dir)).unwrap_or_else(|e| fail(1, &e));
     let (journal, state) = Journal::open(Path::new(&dir)).unwrap_or_else(|e| fail(1, &e));
     let listeners = [listen_on(port, "clients"), listen_on(peer_port, "peers")];
     let addr = |i: usize| listeners[i].local_addr().map_or(String::new(), |a| a.to_string());

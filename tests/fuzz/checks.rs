@@ -104,14 +104,14 @@ pub fn messages_log(data: &[u8]) {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("messages.log"), data).unwrap();
-    if let Ok((journal, _)) = Journal::open(&dir) {
-        // Every line's start, as an unread offset or a `prev` may point there.
-        let mut at = 0;
-        for line in data.split(|&b| b == b'\n') {
-            let _ = journal.read(at);
-            let _ = journal.back(Some(at)).take(50).count();
-            at += line.len() as u64 + 1;
-        }
+    // Whatever the file holds, the daemon starts: damaged lines are skipped.
+    let (journal, _) = Journal::open(&dir).expect("the messages log opens");
+    // Every line's start, as an unread offset or a `prev` may point there.
+    let mut at = 0;
+    for line in data.split(|&b| b == b'\n') {
+        let _ = journal.read(at);
+        let _ = journal.back(Some(at)).take(50).count();
+        at += line.len() as u64 + 1;
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
