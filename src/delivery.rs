@@ -78,9 +78,10 @@ impl Courier {
             Err(e) => return Err(format!("Tor's SOCKS port {}: {e}", self.proxy)),
         };
         // No shutdown(SHUT_WR) after it: Tor would end the whole stream (TORNET.md).
-        stream.set_write_timeout(Some(ACK)).map_err(|e| format!("sending: {e}"))?;
-        stream.write_all(request.to_string().as_bytes()).map_err(|e| format!("sending: {e}"))?;
-        stream.set_read_timeout(Some(ACK)).map_err(|e| format!("sending: {e}"))?;
+        let sending = |e: io::Error| format!("sending: {e}");
+        stream.set_write_timeout(Some(ACK)).map_err(sending)?;
+        stream.write_all(request.to_string().as_bytes()).map_err(sending)?;
+        stream.set_read_timeout(Some(ACK)).map_err(sending)?;
         // Until the peer closes, or the timeout: a 2017 daemon never answers.
         let mut reply = Vec::new();
         let _ = stream.take(MAX_REPLY as u64).read_to_end(&mut reply);

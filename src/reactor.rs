@@ -82,6 +82,8 @@ impl Reactor {
     }
 
     fn accept(&mut self, conns: &mut Conns, port: Port) {
+        // Counted once a burst, then kept up to date as the burst is accepted.
+        let mut open = conns.reading.values().filter(|c| c.1 == port).count();
         loop {
             // Until WouldBlock: mio's events are edge-triggered.
             let (mut sock, _) = match self.listeners[port as usize].accept() {
@@ -89,7 +91,6 @@ impl Reactor {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => return error!("accept: {e}"),
             };
-            let open = conns.reading.values().filter(|c| c.1 == port).count();
             if open >= self.max_conns {
                 let why = self.node.refuse("too many connections, try later");
                 let _ = sock.write(&wire::encode(&why));
@@ -102,6 +103,7 @@ impl Reactor {
                 continue;
             }
             conns.reading.insert(token, (sock, port, Vec::new()));
+            open += 1;
             conns.deadlines.push_back((Instant::now() + self.idle, token));
         }
     }

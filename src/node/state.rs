@@ -101,9 +101,10 @@ impl State {
         if self.contacts.contains(peer) {
             return if waiting < limits.max_unread { Ok(()) } else { Err(FULL) };
         }
-        let strangers = self.unread.keys().filter(|p| !self.contacts.contains(*p)).count();
+        // Counted only for a new stranger: a flood from known ones costs no scan.
+        let strangers = || self.unread.keys().filter(|p| !self.contacts.contains(*p)).count();
         match waiting {
-            0 if strangers < limits.max_strangers => Ok(()),
+            0 if strangers() < limits.max_strangers => Ok(()),
             n if n > 0 && n < limits.stranger_unread => Ok(()),
             _ => Err("busy: too many messages from unknown senders, try later"),
         }
