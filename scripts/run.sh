@@ -32,7 +32,19 @@ SocksPort 127.0.0.1:$socks
 # Onion connections go to the peer port only: the client port reads your messages.
 HiddenServiceDir $dir/hs
 HiddenServicePort 80 127.0.0.1:$((port + 1))
+# Tor's own defenses for onion services (PROTOCOL.md §9): a rate limit at the
+# introduction points, and at most 100 streams on one rendezvous circuit, which is then
+# closed, so that one client cannot hold the peer port with streams.
+HiddenServiceEnableIntroDoSDefense 1
+HiddenServiceMaxStreams 100
+HiddenServiceMaxStreamsCloseCircuit 1
 TORRC
+# Proof of work for introductions under load, where this tor has the module.
+if tor --list-modules 2>/dev/null | grep -qx 'pow: yes'; then
+    echo "HiddenServicePoWDefensesEnabled 1" >> "$dir/torrc"
+else
+    say "this tor has no pow module: the onion service runs without proof-of-work defenses"
+fi
 # exec keeps this PID for the daemon; a detached daemon gets a watcher instead (below).
 $detach || echo "__OwningControllerProcess $$" >> "$dir/torrc"
 [ -n "${TORCHAT_TORRC:-}" ] && cat "$TORCHAT_TORRC" >> "$dir/torrc"

@@ -69,8 +69,9 @@ fn manual_node(top: &Path, name: &str, port: u16, socks: u16, cleanup: &mut Clea
     let d = dir.display();
     let torrc = format!(
         "DataDirectory {d}/data\nPidFile {d}/tor.pid\nLog notice file {d}/tor.log\nRunAsDaemon 1\n\
-         SocksPort 127.0.0.1:{socks}\nHiddenServiceDir {d}/hs\nHiddenServicePort 80 127.0.0.1:{}\n{}",
+         SocksPort 127.0.0.1:{socks}\nHiddenServiceDir {d}/hs\nHiddenServicePort 80 127.0.0.1:{}\n{}\n{}",
         port + 1,
+        defenses(&std::fs::read_to_string(repo("tor/torrc")).unwrap()).join("\n"),
         std::fs::read_to_string(top.join("client.torrc")).unwrap()
     );
     std::fs::write(dir.join("torrc"), torrc).unwrap();
@@ -80,6 +81,12 @@ fn manual_node(top: &Path, name: &str, port: u16, socks: u16, cleanup: &mut Clea
         log.contains("Bootstrapped 100%") && dir.join("hs/hostname").exists()
     });
     start_daemon(dir, port, socks, cleanup)
+}
+
+/// The lines of a torrc that turn on Tor's defenses for onion services (PROTOCOL.md §9).
+fn defenses(torrc: &str) -> Vec<&str> {
+    let ours = ["EnableIntroDoSDefense 1", "MaxStreams 100", "MaxStreamsCloseCircuit 1", "PoWDefensesEnabled 1"];
+    torrc.lines().filter(|l| ours.iter().any(|d| l.strip_prefix("HiddenService") == Some(d))).collect()
 }
 
 fn start_daemon(dir: PathBuf, port: u16, socks: u16, cleanup: &mut Cleanup) -> Node {
@@ -125,6 +132,10 @@ fn two_nodes_chat_over_a_private_tor_network() {
     let mut b = manual_node(&top, "b", base + 200, base + 210, &mut cleanup);
     let nodes_up = started.elapsed();
     assert_eq!(ask(a.client, "HOST", "localhost", "")["id"], a.id.as_str());
+    // Both onion services run with Tor's defenses on (PROTOCOL.md §9).
+    for node in [&a, &b] {
+        assert_eq!(defenses(&std::fs::read_to_string(node.dir.join("torrc")).unwrap()).len(), 4);
+    }
 
     // Both ways; the first connects fail until the descriptors are published, and the
     // daemon retries them.
@@ -221,6 +232,11 @@ fn run_sh_says_what_is_wrong_instead_of_hanging() {
     );
     assert_eq!(status, 1);
     assert!(err.contains("Tor is not ready after 3s") && err.contains("check the network"), "{err}");
+    // The torrc it wrote turns on every defense, and tor accepts it.
+    let torrc = top.join("c/torrc");
+    assert_eq!(defenses(&std::fs::read_to_string(&torrc).unwrap()).len(), 4, "pow: yes here, as Debian builds tor");
+    let out = Command::new("tor").arg("--verify-config").arg("-f").arg(&torrc).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Configuration was valid"), "{out:?}");
     wait_for("its tor to be stopped", 10, || {
         std::fs::read_to_string(top.join("c/tor.pid")).map_or(true, |p| !alive(p.trim().parse().unwrap_or(0)))
     });
@@ -235,4 +251,5 @@ fn the_shipped_torrc_for_the_manual_flow_is_valid_and_points_at_the_peer_port() 
     // main 8000 serves peers on 8001, and its default --hostname is tor/hs/hostname.
     assert!(torrc.contains("HiddenServicePort 80 127.0.0.1:8001") && torrc.contains("HiddenServiceDir tor/hs"));
     assert!(torrc.contains("SocksPort 127.0.0.1:9250"));
+    assert_eq!(defenses(&torrc).len(), 4, "{torrc}");
 }
