@@ -66,7 +66,7 @@ impl Courier {
     fn attempt(&self, to: &OnionId, next: &Outgoing) -> Result<bool, String> {
         // Signed anew at each attempt, with a time stamp to the minute (PROTOCOL.md §4).
         let ts = sys::now() / 60 * 60;
-        let (id, msg, mid, port) = (&self.me.id, &next.text, &next.mid, next.port);
+        let (id, msg, mid, port) = (&self.me.id, &next.text, &next.mid, next.port.get());
         let sig = self.me.sign(to, ts, mid, msg);
         let request = json!({"cmd": "RECV", "id": id, "msg": msg, "portno": port,
             "mid": mid, "ts": ts, "sig": sig});

@@ -6,13 +6,13 @@
 
 use crate::delivery::{Courier, Report};
 use crate::onion::{self, OnionId};
-use crate::wire::{self, Event, Port, Record, Recv, Request};
+use crate::wire::{self, Event, Port, Record, Recv, Request, Text, Unsendable};
 use crate::{journal::Journal, sys};
 use log::{error, warn};
 use serde_json::{json, Value};
 use state::{Limits, State};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::{io::Read, sync::mpsc::Receiver};
+use std::{fs::File, io::Read, num::NonZeroU16, sync::mpsc::Receiver, sync::Arc};
 
 pub mod state;
 
@@ -49,17 +49,15 @@ impl Node {
     /// The reply to the request in `buf`; None while it is not complete and the sender
     /// has not `ended`.
     pub fn serve(&mut self, port: Port, buf: &[u8], ended: bool) -> Option<Vec<u8>> {
+        let me = Arc::clone(&self.courier.me);
         let reply = match wire::request(port, buf, ended)? {
             Err(why) => self.refuse(&why),
             Ok(Request::Recv(recv)) => self.receive(recv),
-            Ok(Request::Send { id, portno, msg }) => self.queue(id, portno, msg.0),
+            Ok(Request::Send { id, portno, msg }) => self.queue(id, portno, msg),
             Ok(Request::Update { msg: peer }) => self.update(peer),
             Ok(Request::History { id, msg: n }) => self.history(id, n),
             Ok(Request::GetPeers) => self.peers(),
-            Ok(Request::Host) => {
-                let me = &self.courier.me.id;
-                json!({"cmd": "HOST", "id": me, "msg": me.short()})
-            }
+            Ok(Request::Host) => json!({"cmd": "HOST", "id": me.id, "msg": me.id.short()}),
             Ok(Request::Exit) => {
                 self.exit = true;
                 json!({"cmd": "EXIT", "msg": ""})
@@ -92,11 +90,10 @@ impl Node {
         let minute = sys::now() / 60;
         let n = if self.refusals.0 == minute { self.refusals.1 + 1 } else { 1 };
         self.refusals = (minute, n);
-        if n <= LOGGED {
-            warn!("refused: {why}");
-        }
-        if n == LOGGED {
-            warn!("refused: {LOGGED} requests this minute; not logging them until the next");
+        match n {
+            ..LOGGED => warn!("refused: {why}"),
+            LOGGED => warn!("refused: {why}; not logging them until the next minute"),
+            _ => {}
         }
         wire::refusal(why)
     }
@@ -159,24 +156,33 @@ impl Node {
         Ok(true)
     }
 
-    fn queue(&mut self, peer: OnionId, port: u16, msg: String) -> Value {
-        // Refused, the message is also a notice in the peer's unread queue (the 2017
-        // client never reads the reply to a SEND), within that queue's bound.
-        if let Err(why) = self.state.admit_send(&peer, &self.limits) {
-            if self.state.admit(&peer, &self.limits).is_ok() {
-                let notice = Event::Failed { mid: String::new(), why: why.into(), msg };
-                self.record(peer.clone(), notice).unwrap_or_else(|e| error!("{e}"));
-            }
-            return self.refuse(&format!("SEND to {}: {why}", peer.as_str()));
-        }
-        let mid = match new_mid() {
-            Ok(mid) => mid,
-            Err(e) => return self.failure(format!("no random message id: {e}")),
+    fn queue(&mut self, peer: OnionId, port: NonZeroU16, msg: Result<Text, Unsendable>) -> Value {
+        let msg = match (msg, self.state.admit_send(&peer, &self.limits)) {
+            (Ok(text), Ok(())) => text.0,
+            (Ok(text), Err(why)) => return self.unsent(peer, why.into(), text.0),
+            (Err((why, start)), _) => return self.unsent(peer, why, start),
         };
+        // A message id (PROTOCOL.md §4): 16 random bytes from the kernel, in hex.
+        let mut bytes = [0u8; 16];
+        if let Err(e) = File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)) {
+            return self.failure(format!("no random message id: {e}"));
+        }
+        let mid = format!("{:032x}", u128::from_be_bytes(bytes));
         let queued = json!({"cmd": "SEND", "id": peer, "msg": mid});
         let reply = self.reply_after(peer.clone(), Event::Queued { mid, port, msg }, queued);
         self.dispatch(&peer);
         reply
+    }
+
+    /// A refused SEND is also a notice in the peer's unread queue, within that queue's
+    /// bound: the 2017 client never reads the reply to a SEND (PROTOCOL.md §9).
+    fn unsent(&mut self, peer: OnionId, why: String, msg: String) -> Value {
+        let refusal = self.refuse(&format!("SEND to {}: {why}", peer.as_str()));
+        if self.state.admit(&peer, &self.limits).is_ok() {
+            let notice = Event::Failed { mid: String::new(), why, msg };
+            self.record(peer, notice).unwrap_or_else(|e| error!("{e}"));
+        }
+        refusal
     }
 
     /// Hands the peer's oldest waiting message to a delivery thread, unless one has it.
@@ -281,11 +287,4 @@ fn shown(peer: &OnionId, Record { t, ev, .. }: Record) -> Result<Value, String> 
         _ => return Err("the state does not match the messages log".into()),
     }
     Ok(reply)
-}
-
-/// A message id (PROTOCOL.md §4): 16 random bytes from the kernel, in hex.
-fn new_mid() -> std::io::Result<String> {
-    let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(format!("{:032x}", u128::from_be_bytes(bytes)))
 }

@@ -2,7 +2,7 @@
 //! `mg_mgr_poll` loop). It only moves bytes: it accepts, reads until the node says a
 //! request is complete, holds the reply until the node has synced the records of the
 //! round (group commit, PROTOCOL.md §7), sends it in one call and closes. The only
-//! timers are connection deadlines; delivery threads report through the Waker.
+//! timers are the connections' ages; delivery threads report through the Waker.
 
 use crate::delivery::Report;
 use crate::node::Node;
@@ -12,13 +12,16 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGXFSZ};
 use signal_hook_mio::v1_0::Signals;
-use std::collections::{HashMap, VecDeque};
+use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::{sync::mpsc::Receiver, time::Duration, time::Instant};
 
 /// Tokens 0 and 1 are the listeners, numbered as `Port`; connections count up from 4.
 pub const WAKE: Token = Token(2);
 const SIGNALS: Token = Token(3);
+/// How long a connection of a full port has to send its request before a newcomer may
+/// take its place (PROTOCOL.md §9).
+const GRACE: Duration = Duration::from_secs(1);
 
 pub struct Reactor {
     pub poll: Poll,
@@ -32,13 +35,15 @@ pub struct Reactor {
     pub idle: Duration,
 }
 
-/// The connections, each reading its one request.
+/// A connection reading its one request: the bytes so far, and when it was accepted.
+type Conn = (TcpStream, Vec<u8>, Instant);
+
 #[derive(Default)]
 struct Conns {
-    reading: HashMap<Token, (TcpStream, Port, Vec<u8>)>,
+    /// Each port's connections (indexed as `Port`) in accept order, since tokens count
+    /// up: the first is the oldest.
+    reading: [BTreeMap<Token, Conn>; 2],
     next: usize,
-    /// In accept order, so the front is the nearest.
-    deadlines: VecDeque<(Instant, Token)>,
     /// Replies of this round, waiting for the records they depend on to be synced.
     replies: Vec<(TcpStream, Vec<u8>)>,
 }
@@ -57,16 +62,17 @@ impl Reactor {
         // reported, instead of killing the daemon.
         let stops = |signal| signal == SIGINT || signal == SIGTERM;
         while !self.node.exit {
-            let nearest = conns.deadlines.front();
-            let wait = nearest.map(|d| d.0.saturating_duration_since(Instant::now()));
+            let due = conns.reading.iter().filter_map(|r| self.due(r)).min();
+            let wait = due.map(|at| at.saturating_duration_since(Instant::now()));
             match self.poll.poll(&mut events, wait) {
                 Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
                 _ => {}
             }
             for event in events.iter() {
                 match event.token() {
-                    Token(0) => self.accept(&mut conns, Port::Client),
-                    Token(1) => self.accept(&mut conns, Port::Peer),
+                    // Every round accepts (below): a full port leaves connections in its
+                    // listen queue, and no new event comes for those.
+                    Token(0) | Token(1) => {}
                     WAKE => self.node.delivered(&self.reports),
                     // `any` stops at a stop, or reads every pending signal.
                     SIGNALS => self.node.exit |= signals.pending().any(stops),
@@ -74,27 +80,47 @@ impl Reactor {
                 }
             }
             self.reply(&mut conns);
-            self.expire(&mut conns);
+            self.accept(&mut conns, Port::Client);
+            self.accept(&mut conns, Port::Peer);
         }
         log::info!("shutting down");
         self.node.sync();
         Ok(())
     }
 
+    /// When the oldest connection's time is up; on a full port, when it may give way.
+    fn due(&self, reading: &BTreeMap<Token, Conn>) -> Option<Instant> {
+        let (.., since) = reading.values().next()?;
+        let full = reading.len() >= self.max_conns && since.elapsed() < GRACE;
+        Some(*since + if full { GRACE } else { self.idle })
+    }
+
+    /// Closes the port's connections past their deadline, then accepts while the port
+    /// has room, or while its oldest connection, still incomplete after GRACE, can give
+    /// way to a newcomer. The rest wait in the kernel's listen queue: nobody who holds
+    /// connections locks others out, and a burst larger than the limit is served, not
+    /// refused (PROTOCOL.md §9).
     fn accept(&mut self, conns: &mut Conns, port: Port) {
-        // Counted once a burst, then kept up to date as the burst is accepted.
-        let mut open = conns.reading.values().filter(|c| c.1 == port).count();
+        let (reading, idle) = (&mut conns.reading[port as usize], self.idle);
+        while let Some(oldest) = reading.first_entry().filter(|c| c.get().2.elapsed() >= idle) {
+            self.close(oldest.remove(), &format!("no complete request in {idle:?}"));
+        }
         loop {
+            // Full (so not empty: max_conns is above 0), and nobody may give way yet.
+            let full = reading.len() >= self.max_conns;
+            if full && reading.values().next().is_some_and(|c| c.2.elapsed() < GRACE) {
+                return;
+            }
             // Until WouldBlock: mio's events are edge-triggered.
             let (mut sock, _) = match self.listeners[port as usize].accept() {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => return error!("accept: {e}"),
             };
-            if open >= self.max_conns {
-                let why = self.node.refuse("too many connections, try later");
-                let _ = sock.write(&wire::encode(&why));
-                continue;
+            // The oldest gives way only now, when somebody is known to wait.
+            if full {
+                let (_, oldest) = reading.pop_first().expect("a full port has connections");
+                self.close(oldest, "busy, try later");
             }
             let token = Token(conns.next);
             conns.next += 1;
@@ -102,28 +128,26 @@ impl Reactor {
                 error!("register: {e}");
                 continue;
             }
-            conns.reading.insert(token, (sock, port, Vec::new()));
-            open += 1;
-            conns.deadlines.push_back((Instant::now() + self.idle, token));
+            reading.insert(token, (sock, Vec::new(), Instant::now()));
         }
     }
 
-    /// Connections past their deadline are told so, and closed.
-    fn expire(&mut self, conns: &mut Conns) {
-        while let Some(&(_, token)) = conns.deadlines.front().filter(|d| d.0 <= Instant::now()) {
-            conns.deadlines.pop_front();
-            if let Some((mut sock, ..)) = conns.reading.remove(&token) {
-                let why = format!("no complete request in {:?}", self.idle);
-                let _ = sock.write(&wire::encode(&self.node.refuse(&why)));
-            }
-        }
+    /// Tells `conn` why it is closed; the refusal is logged, within its limit.
+    fn close(&mut self, (mut sock, ..): Conn, why: &str) {
+        let _ = sock.write(&wire::encode(&self.node.refuse(why)));
     }
 
     fn readable(&mut self, conns: &mut Conns, token: Token) {
-        let Some((sock, port, buf)) = conns.reading.get_mut(&token) else { return };
-        let ended = fill(sock, buf);
-        let Some(reply) = self.node.serve(*port, buf, ended) else { return };
-        if let Some((sock, ..)) = conns.reading.remove(&token) {
+        let port = if conns.reading[0].contains_key(&token) { Port::Client } else { Port::Peer };
+        let reading = &mut conns.reading[port as usize];
+        let Some((sock, buf, _)) = reading.get_mut(&token) else { return };
+        // What the socket holds, up to just over MAX_REQUEST bytes; the request has ended
+        // unless more may come.
+        let room = (MAX_REQUEST + 1).saturating_sub(buf.len());
+        let read = sock.take(room as u64).read_to_end(buf);
+        let ended = !matches!(read, Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+        let Some(reply) = self.node.serve(port, buf, ended) else { return };
+        if let Some((sock, ..)) = reading.remove(&token) {
             conns.replies.push((sock, reply));
         }
     }
@@ -137,15 +161,5 @@ impl Reactor {
             // One write: a reply in pieces crashes the 2017 client (PROTOCOL.md §2).
             let _ = sock.write(failed.as_ref().unwrap_or(&reply));
         }
-    }
-}
-
-/// Reads what `sock` holds, up to just over MAX_REQUEST bytes; true once it has ended
-/// or that much is read.
-fn fill(sock: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
-    let room = (MAX_REQUEST + 1).saturating_sub(buf.len());
-    match sock.take(room as u64).read_to_end(buf) {
-        Ok(_) => true,
-        Err(e) => e.kind() != io::ErrorKind::WouldBlock,
     }
 }

@@ -10,6 +10,7 @@ use ed25519_dalek::Signature;
 use serde::de::{Deserializer, Error};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::num::NonZeroU16;
 
 /// The 2017 client reads a reply with one `recv(5000)`; 4096 leaves it a margin.
 pub const MAX_REPLY: usize = 4096;
@@ -30,16 +31,33 @@ pub enum Port {
 /// A message's text: not empty, at most MAX_TEXT bytes as it stands in a reply.
 pub struct Text(pub String);
 
+impl Text {
+    /// Err: why `text` cannot be a message.
+    fn new(text: String) -> Result<Text, String> {
+        match serde_json::to_string(&text).map_or(0, |s| s.len() - 2) {
+            0 => Err("empty message".to_string()),
+            n if n > MAX_TEXT => Err(format!("message too long: {n} bytes, at most {MAX_TEXT}")),
+            _ => Ok(Text(text)),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
-        let text = String::deserialize(d)?;
-        let why = match serde_json::to_string(&text).map_or(0, |s| s.len() - 2) {
-            0 => "empty message".to_string(),
-            n if n > MAX_TEXT => format!("message too long: {n} bytes, at most {MAX_TEXT}"),
-            _ => return Ok(Text(text)),
-        };
-        Err(D::Error::custom(why))
+        Text::new(String::deserialize(d)?).map_err(D::Error::custom)
     }
+}
+
+/// A text that a SEND cannot carry: why, and its start, which the notice quotes.
+pub type Unsendable = (String, String);
+
+/// A SEND's text, or what its notice says (PROTOCOL.md §9): the 2017 client never reads
+/// the refusal.
+fn sendable<'de, D: Deserializer<'de>>(d: D) -> Result<Result<Text, Unsendable>, D::Error> {
+    let text = String::deserialize(d)?;
+    // At most 6 bytes a character once escaped: the start fits where a text does.
+    let start = text.chars().take(MAX_TEXT / 6).collect();
+    Ok(Text::new(text).map_err(|why| (why, start)))
 }
 
 /// A message id (PROTOCOL.md §4): 32 lower-case hex digits.
@@ -75,9 +93,10 @@ pub enum Request {
     },
     Send {
         id: OnionId,
-        #[serde(deserialize_with = "port")]
-        portno: u16,
-        msg: Text,
+        /// A peer's virtual port: 0 is not one.
+        portno: NonZeroU16,
+        #[serde(deserialize_with = "sendable")]
+        msg: Result<Text, Unsendable>,
     },
     #[serde(skip)]
     Recv(Recv),
@@ -127,12 +146,6 @@ fn signature<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Signature>, D::Er
     let sig = bytes.and_then(|b| <[u8; 64]>::try_from(b).ok());
     let sig = sig.ok_or_else(|| D::Error::custom("\"sig\": expected 64 bytes in base64"))?;
     Ok(Some(Signature::from_bytes(&sig)))
-}
-
-/// A peer's virtual port: 0 is not one.
-fn port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
-    let port = u16::deserialize(d).ok().filter(|&p| p > 0);
-    port.ok_or_else(|| D::Error::custom("\"portno\": expected the peer's port, 1 to 65535"))
 }
 
 /// HISTORY's count comes as a decimal string.
@@ -207,7 +220,7 @@ pub struct Record {
 pub enum Event {
     Recv { msg: String, mid: Option<String>, verified: bool },
     Read,
-    Queued { mid: String, port: u16, msg: String },
+    Queued { mid: String, port: NonZeroU16, msg: String },
     Delivered { mid: String },
     Unconfirmed { mid: String },
     Failed { mid: String, why: String, msg: String },

@@ -7,6 +7,7 @@
 use crate::onion::OnionId;
 use crate::wire::{Event, Record};
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::num::NonZeroU16;
 
 /// PROTOCOL.md §5.
 pub struct Limits {
@@ -22,7 +23,7 @@ pub struct Limits {
 #[derive(Clone)]
 pub struct Outgoing {
     pub mid: String,
-    pub port: u16,
+    pub port: NonZeroU16,
     pub text: String,
     pub t: u64,
 }
@@ -98,14 +99,13 @@ impl State {
     /// own, so that a flood of made-up ids never takes a contact's room (PROTOCOL.md §5).
     pub fn admit(&self, peer: &OnionId, limits: &Limits) -> Result<(), &'static str> {
         let waiting = self.unread.get(peer).map_or(0, VecDeque::len);
-        if self.contacts.contains(peer) {
-            return if waiting < limits.max_unread { Ok(()) } else { Err(FULL) };
-        }
         // Counted only for a new stranger: a flood from known ones costs no scan.
         let strangers = || self.unread.keys().filter(|p| !self.contacts.contains(*p)).count();
-        match waiting {
-            0 if strangers() < limits.max_strangers => Ok(()),
-            n if n > 0 && n < limits.stranger_unread => Ok(()),
+        match (self.contacts.contains(peer), waiting) {
+            (true, n) if n < limits.max_unread => Ok(()),
+            (true, _) => Err(FULL),
+            (false, 0) if strangers() < limits.max_strangers => Ok(()),
+            (false, n) if n > 0 && n < limits.stranger_unread => Ok(()),
             _ => Err("busy: too many messages from unknown senders, try later"),
         }
     }

@@ -22,12 +22,21 @@ fn me() -> OnionId {
 }
 
 /// The client port's framing and parsing: any bytes, complete or not, give a request,
-/// a refusal, or "not complete yet"; never a panic. A refusal always fits one reply.
+/// a refusal, or "not complete yet"; never a panic. A refusal always fits one reply,
+/// and so does the notice of a SEND refused for its text, as UPDATE shows it.
 pub fn client_port(data: &[u8]) {
     for ended in [false, true] {
-        if let Some(Err(why)) = wire::request(Port::Client, data, ended) {
-            assert!(why.len() <= 200, "an unbounded reason: {why}");
-            assert!(wire::encode(&wire::refusal(&why)).len() <= MAX_REPLY);
+        match wire::request(Port::Client, data, ended) {
+            Some(Err(why)) => {
+                assert!(why.len() <= 200, "an unbounded reason: {why}");
+                assert!(wire::encode(&wire::refusal(&why)).len() <= MAX_REPLY);
+            }
+            Some(Ok(Request::Send { msg: Err((why, start)), .. })) => {
+                let msg = format!("[not delivered: {why}] {start}");
+                let notice = serde_json::json!({"cmd": "UPDATE", "id": me(), "date": "00:00", "msg": msg, "error": why});
+                assert!(wire::fits(&notice).is_some(), "a notice too large for one reply: {notice}");
+            }
+            _ => {}
         }
     }
 }
