@@ -2,8 +2,7 @@
 //! history, never rotated: one line per event, `STAMP JSON`, appended before the event
 //! takes effect; start-up replays it into the state, and unread messages are read back
 //! from it. The errors log gets every refusal and failure, through `log` and
-//! `simplelog`; each line is appended by path, so a rotation (logrotate renames the
-//! file) takes effect at the next line. Both are the user's alone (PROTOCOL.md §7).
+//! `simplelog`, a line at a time. Both are the user's alone (PROTOCOL.md §7).
 
 use crate::wire::{self, Record};
 use crate::{node::state::State, sys};
@@ -12,7 +11,7 @@ use simplelog::{CombinedLogger, ConfigBuilder, SharedLogger, WriteLogger};
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, BufRead, BufReader, LineWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const MESSAGES: &str = "messages.log";
 const ERRORS: &str = "errors.log";
@@ -46,12 +45,25 @@ fn folder(dir: &Path) -> Result<(), String> {
 }
 
 impl Journal {
-    /// Opens the messages log in `dir` and rebuilds the state from it.
+    /// Opens the messages log in `dir` and rebuilds the state from it: the state that
+    /// every record makes, and where the next record goes, past the last line's
+    /// newline, whether or not a crash cut it off.
     pub fn open(dir: &Path) -> Result<(Journal, State), String> {
         folder(dir)?;
         let path = dir.join(MESSAGES);
         let mut file = private(&path)?;
-        let (state, end) = replay(&file).map_err(|e| failed("read", &path, e))?;
+        let (mut state, mut end, mut skipped) = (State::default(), 0, 0);
+        for line in BufReader::with_capacity(1 << 16, &file).split(b'\n') {
+            let line = line.map_err(|e| failed("read", &path, e))?;
+            match wire::record(&line) {
+                Some(rec) => state.apply(end, rec),
+                None => skipped += 1,
+            }
+            end += line.len() as u64 + 1;
+        }
+        if skipped > 0 {
+            warn!("{MESSAGES}: skipped {skipped} damaged lines");
+        }
         let len = file.metadata().map_err(|e| failed("read", &path, e))?.len();
         // A crash can cut the last line: end it, so that the next record starts afresh.
         if end > len {
@@ -103,45 +115,13 @@ impl Journal {
     }
 }
 
-/// The state that every record of the log makes, and where the next record goes:
-/// past the last line's newline, whether or not a crash cut it off.
-fn replay(file: &File) -> io::Result<(State, u64)> {
-    let (mut state, mut at, mut skipped) = (State::default(), 0, 0);
-    for line in BufReader::with_capacity(1 << 16, file).split(b'\n') {
-        let line = line?;
-        match wire::record(&line) {
-            Some(rec) => state.apply(at, rec),
-            None => skipped += 1,
-        }
-        at += line.len() as u64 + 1;
-    }
-    if skipped > 0 {
-        warn!("{MESSAGES}: skipped {skipped} damaged lines");
-    }
-    Ok((state, at))
-}
-
-/// errors.log, opened for each line: the log is rare (refusals are bounded), and a
-/// file renamed away is then left alone.
-struct ErrorsLog(PathBuf);
-
-impl Write for ErrorsLog {
-    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
-        private(&self.0).map_err(io::Error::other)?.write(line)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The logger: errors.log, and errors to stderr as well, since when the disk is full
-/// the errors log cannot say so.
+/// the errors log cannot say so. It is only ever appended to, so logrotate's
+/// `copytruncate` rotates it with nothing for the daemon to do.
 pub fn open_errors_log(dir: &Path) -> Result<(), String> {
     folder(dir)?;
-    private(&dir.join(ERRORS))?;
+    let errors = LineWriter::new(private(&dir.join(ERRORS))?);
     let config = ConfigBuilder::new().set_time_format_rfc3339().build();
-    let errors = LineWriter::new(ErrorsLog(dir.join(ERRORS)));
     let loggers: Vec<Box<dyn SharedLogger>> = vec![
         WriteLogger::new(LevelFilter::Info, config.clone(), errors),
         WriteLogger::new(LevelFilter::Error, config, io::stderr()),

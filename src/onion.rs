@@ -76,11 +76,10 @@ impl Identity {
     /// it; refused unless the key is private to this user, as Tor writes it, and its
     /// public key is the id.
     pub fn load(hostname: &Path) -> Result<Identity, String> {
-        let text = std::fs::read_to_string(hostname);
         let hint = "is tor running? see --hostname";
-        let failed = |e| format!("cannot read {}: {e} ({hint})", hostname.display());
-        let id = OnionId::parse(&text.map_err(failed)?);
-        let id = id.map_err(|e| format!("{}: {e}", hostname.display()))?;
+        let text = std::fs::read_to_string(hostname);
+        let text = text.map_err(|e| format!("cannot read {}: {e} ({hint})", hostname.display()))?;
+        let id = OnionId::parse(&text).map_err(|e| format!("{}: {e}", hostname.display()))?;
         let path = hostname.with_file_name("hs_ed25519_secret_key");
         let fail = |why: &str| format!("{}: {why}", path.display());
         let file = std::fs::File::open(&path).map_err(|e| fail(&e.to_string()))?;

@@ -173,13 +173,15 @@ fn detached_daemon_serves_and_stops_on_exit() {
 }
 
 #[test]
-fn after_logrotate_renames_the_errors_log_a_new_one_starts_and_the_messages_log_is_never_rotated() {
+fn logrotate_copytruncate_rotates_the_errors_log_and_the_messages_log_is_never_rotated() {
     let d = Daemon::start("hup", &[]);
     let (peer, logs) = (onion_id(), d.dir.join("logs"));
     recv_from(d.peer, &peer, "before");
     ask(d.client, "NOPE", "localhost", "");
-    std::fs::rename(logs.join("errors.log"), logs.join("errors.log.1")).unwrap();
-    // logrotate's SIGHUP: the daemon carries on.
+    // logrotate's copytruncate: a copy, the file cut to nothing, and a SIGHUP (from a
+    // configuration that sends one): the daemon carries on, appending.
+    std::fs::copy(logs.join("errors.log"), logs.join("errors.log.1")).unwrap();
+    std::fs::OpenOptions::new().write(true).open(logs.join("errors.log")).unwrap().set_len(0).unwrap();
     signal(d.pid, libc::SIGHUP);
     recv_from(d.peer, &peer, "after");
     ask(d.client, "AGAIN", "localhost", "");
