@@ -377,6 +377,8 @@ pub fn read_all(s: &mut TcpStream) -> Vec<u8> {
 #[derive(Clone, Copy)]
 pub enum Route {
     To(u16),
+    /// To a port, at about 30 MB/s: a slow link, so that a transfer can be cut midway.
+    Slow(u16),
     Refuse,
     Hang,
 }
@@ -387,6 +389,8 @@ pub struct Proxy {
     pub addr: SocketAddr,
     routes: Arc<Mutex<HashMap<String, Route>>>,
     pub connects: Arc<Mutex<HashMap<String, usize>>>,
+    /// Bytes relayed from destinations to clients, in all.
+    pub relayed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Proxy {
@@ -395,14 +399,15 @@ impl Proxy {
         let addr = listener.local_addr().unwrap();
         let routes: Arc<Mutex<HashMap<String, Route>>> = Arc::default();
         let connects: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-        let (r, c) = (routes.clone(), connects.clone());
+        let relayed: Arc<std::sync::atomic::AtomicU64> = Arc::default();
+        let (r, c, b) = (routes.clone(), connects.clone(), relayed.clone());
         thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                let (r, c) = (r.clone(), c.clone());
-                thread::spawn(move || serve_socks(conn, &r, &c));
+                let (r, c, b) = (r.clone(), c.clone(), b.clone());
+                thread::spawn(move || serve_socks(conn, &r, &c, &b));
             }
         });
-        Proxy { addr, routes, connects }
+        Proxy { addr, routes, connects, relayed }
     }
 
     pub fn route(&self, host: &str, route: Route) {
@@ -418,7 +423,10 @@ impl Proxy {
     }
 }
 
-fn serve_socks(mut c: TcpStream, routes: &Mutex<HashMap<String, Route>>, connects: &Mutex<HashMap<String, usize>>) {
+fn serve_socks(
+    mut c: TcpStream, routes: &Mutex<HashMap<String, Route>>, connects: &Mutex<HashMap<String, usize>>,
+    relayed: &std::sync::atomic::AtomicU64,
+) {
     // Its replies are small writes in a row: without this, Nagle meets delayed ACKs.
     let _ = c.set_nodelay(true);
     let mut head = [0u8; 2];
@@ -434,15 +442,19 @@ fn serve_socks(mut c: TcpStream, routes: &Mutex<HashMap<String, Route>>, connect
     }
     let mut host = vec![0u8; req[4] as usize + 2];
     let _ = c.read_exact(&mut host);
+    let port = u16::from_be_bytes([host[host.len() - 2], host[host.len() - 1]]);
     let host = String::from_utf8_lossy(&host[..host.len() - 2]).to_string();
     *connects.lock().unwrap().entry(host.clone()).or_default() += 1;
-    let route = routes.lock().unwrap().get(&host).copied();
+    // A route for HOST:PORT comes before one for HOST.
+    let routes = routes.lock().unwrap();
+    let route = routes.get(&format!("{host}:{port}")).or(routes.get(&host)).copied();
+    drop(routes);
     let reply = |code: u8| [5, code, 0, 1, 127, 0, 0, 1, 0, 0];
     match route {
         None => _ = c.write_all(&reply(4)),
         Some(Route::Refuse) => _ = c.write_all(&reply(5)),
         Some(Route::Hang) => _ = c.read(&mut [0u8; 1]),
-        Some(Route::To(port)) => match TcpStream::connect(("127.0.0.1", port)) {
+        Some(Route::To(port) | Route::Slow(port)) => match TcpStream::connect(("127.0.0.1", port)) {
             Err(_) => _ = c.write_all(&reply(5)),
             Ok(target) => {
                 let _ = c.write_all(&reply(0));
@@ -452,7 +464,17 @@ fn serve_socks(mut c: TcpStream, routes: &Mutex<HashMap<String, Route>>, connect
                     let _ = t2.shutdown(Shutdown::Write);
                 });
                 let (mut t, mut c) = (target, c);
-                let _ = std::io::copy(&mut t, &mut c);
+                let slow = matches!(route, Some(Route::Slow(_)));
+                let mut buf = vec![0u8; 1 << 16];
+                while let Ok(n @ 1..) = t.read(&mut buf) {
+                    if c.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    relayed.fetch_add(n as u64, Ordering::Relaxed);
+                    if slow {
+                        thread::sleep(Duration::from_millis(2)); // the link's pace, not a wait
+                    }
+                }
                 let _ = c.shutdown(Shutdown::Write);
                 let _ = up.join();
             }
