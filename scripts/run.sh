@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs a TORchat node for real: starts a Tor for this node's ports, shows its progress
-# until the onion service is up, then replaces itself with the daemon. Tor is told to
-# exit when the daemon does (__OwningControllerProcess), so it never outlives it.
+# until the onion service is up, starts the file server, then replaces itself with the
+# daemon. Tor is told to exit when the daemon does (__OwningControllerProcess), and a
+# watcher stops the file server then, so neither outlives it.
 #
 # Usage: scripts/run.sh [main options] PORT
-#   clients on 127.0.0.1:PORT, Tor's onion connections to the peer port PORT+1.
+#   clients on 127.0.0.1:PORT, Tor's onion connections to the peer port PORT+1, and
+#   onion port 81 to the file server (share serve) on PORT+2, its offers in
+#   DIR/shares and what it sent in DIR/shares/sent.log.
 # Environment:
-#   TORCHAT_DIR     this node's Tor folder (default tor/node-PORT: torrc, data, hs, tor.log)
+#   TORCHAT_DIR     this node's Tor folder (default tor/node-PORT: torrc, data, hs, tor.log, shares)
 #   TORCHAT_SOCKS   Tor's SOCKS port for this node (default 9250)
 #   TORCHAT_TORRC   a file of extra torrc lines (bridges, a test network)
 #   TORCHAT_WAIT    seconds to wait for Tor (default 300)
@@ -17,13 +20,15 @@ port="${*: -1}"
 command -v tor >/dev/null || { say "tor is not installed: sudo apt-get install tor"; exit 1; }
 root=$(cd "$(dirname "$0")/.." && pwd)
 main=${TORCHAT_MAIN:-$root/target/release/main}
+share=${TORCHAT_SHARE:-$(dirname "$main")/share}
 dir=${TORCHAT_DIR:-$root/tor/node-$port}
 socks=${TORCHAT_SOCKS:-9250}
 detach=false
 for arg in "$@"; do [[ $arg == -d || $arg == --daemon ]] && detach=true; done
-[ -x "$main" ] || { say "$main is missing: cargo build --release"; exit 1; }
-mkdir -p "$dir/data" "$dir/hs"
-chmod 700 "$dir" "$dir/data" "$dir/hs"
+[ -x "$main" ] && [ -x "$share" ] || { say "$main or $share is missing: cargo build --release"; exit 1; }
+umask 077
+mkdir -p "$dir/data" "$dir/hs" "$dir/shares"
+chmod 700 "$dir" "$dir/data" "$dir/hs" "$dir/shares"
 cat > "$dir/torrc" <<TORRC
 DataDirectory $dir/data
 PidFile $dir/tor.pid
@@ -32,6 +37,8 @@ SocksPort 127.0.0.1:$socks
 # Onion connections go to the peer port only: the client port reads your messages.
 HiddenServiceDir $dir/hs
 HiddenServicePort 80 127.0.0.1:$((port + 1))
+# Files are fetched from onion port 81 (PROTOCOL.md §10): the file server, not the daemon.
+HiddenServicePort 81 127.0.0.1:$((port + 2))
 # Tor's own defenses for onion services (PROTOCOL.md §9): a rate limit at the
 # introduction points, and at most 100 streams on one rendezvous circuit, which is then
 # closed, so that one client cannot hold the peer port with streams.
@@ -52,7 +59,10 @@ $detach || echo "__OwningControllerProcess $$" >> "$dir/torrc"
 # What Tor says before its log file is open (a port in use, say) goes to tor.out.
 tor -f "$dir/torrc" --RunAsDaemon 0 > "$dir/tor.out" 2>&1 &
 tor_pid=$!
-trap 'kill $tor_pid 2>/dev/null' EXIT
+# The file server starts now: a port in use shows by the time Tor is up.
+"$share" serve --dir "$dir/shares" $((port + 2)) >> "$dir/shares/sent.log" 2> "$dir/share.out" &
+share_pid=$!
+trap 'kill $tor_pid $share_pid 2>/dev/null' EXIT
 deadline=$((SECONDS + ${TORCHAT_WAIT:-300})) shown=""
 until grep -q 'Bootstrapped 100%' "$dir/tor.log" && [ -s "$dir/hs/hostname" ]; do
     if ! kill -0 "$tor_pid" 2>/dev/null; then
@@ -69,10 +79,16 @@ until grep -q 'Bootstrapped 100%' "$dir/tor.log" && [ -s "$dir/hs/hostname" ]; d
     sleep 0.5
 done
 echo "tor: ready; this node is $(cat "$dir/hs/hostname")"
+kill -0 "$share_pid" 2>/dev/null || { say "the file server stopped: $(cat "$dir/share.out")"; exit 1; }
 run=("$main" --hostname "$dir/hs/hostname" --socks "127.0.0.1:$socks" "$@")
-$detach || { trap - EXIT; exec "${run[@]}"; }
+if ! $detach; then
+    # exec keeps this PID for the daemon: the file server goes when it does.
+    setsid sh -c "tail --pid=$$ -f /dev/null; kill $share_pid" > /dev/null 2>&1 < /dev/null &
+    trap - EXIT
+    exec "${run[@]}"
+fi
 out=$("${run[@]}")
 echo "$out"
 pid=$(sed -n 's/^detached: pid //p' <<< "$out")
-setsid sh -c "tail --pid=$pid -f /dev/null; kill $tor_pid" > /dev/null 2>&1 < /dev/null &
+setsid sh -c "tail --pid=$pid -f /dev/null; kill $tor_pid $share_pid" > /dev/null 2>&1 < /dev/null &
 trap - EXIT
