@@ -286,3 +286,97 @@ fn serve_prints_how_far_each_transfer_got() {
     assert_eq!(out.trim(), format!("sent {token} 0 5000 5000"));
     std::fs::remove_dir_all(into).unwrap();
 }
+
+/// `share serve` as scripts/run.sh starts it: its output appended to DIR/sent.log, where
+/// our client reads what became of the offers.
+fn serve_logged(dir: &Path) -> (Child, u16) {
+    std::fs::create_dir_all(dir).unwrap();
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("sent.log")).unwrap();
+    let child = share().args(["serve", "--dir", dir.to_str().unwrap(), "0"]).stdout(log).spawn().unwrap();
+    let mut port = 0;
+    wait_for("share serve to listen", 10, || {
+        let log = std::fs::read_to_string(dir.join("sent.log")).unwrap_or_default();
+        port = log.trim().rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        port > 0
+    });
+    (child, port)
+}
+
+#[test]
+fn our_client_offers_a_file_in_a_terminal_and_the_other_fetches_it_with_progress() {
+    let (proxy, nodes) = network(2, &[]);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let (shares, downloads) = (a.dir.join("shares"), b.dir.join("downloads"));
+    let (mut serve, port) = serve_logged(&shares);
+    // A's onion id on port 81 reaches its file server, through a link slow enough to watch.
+    proxy.route(&format!("{}:81", a.id), Route::Slow(port));
+    let file = a.dir.join("big.bin");
+    let bytes: Vec<u8> = (0..(64 << 20) / 32).flat_map(|_| random::<32>()).collect();
+    std::fs::write(&file, &bytes).unwrap();
+    let env = |name: &str, value: &Path| format!("{name}={}", value.display());
+    let socks = format!("TORCHAT_SOCKS={}", proxy.arg());
+    let share_bin = format!("TORCHAT_SHARE={}", env!("CARGO_BIN_EXE_share"));
+    let ta = Terminal::start_with(
+        a.client,
+        120,
+        30,
+        a.dir.join("home"),
+        &[env("TORCHAT_SHARES", &shares), share_bin.clone(), socks.clone()],
+    );
+    let tb = Terminal::start_with(
+        b.client,
+        120,
+        30,
+        b.dir.join("home"),
+        &[env("TORCHAT_DOWNLOADS", &downloads), share_bin, socks],
+    );
+    ta.wait("A connected", |s| s.contains("connected"));
+    tb.wait("B connected", |s| s.contains("connected"));
+    ta.type_line(&b.id);
+    ta.type_line(&format!("/send {}", file.display()));
+    ta.wait("the offer, shown as sent", |s| s.contains("> offered big.bin (67.1 MB)"));
+    tb.type_line(&a.id);
+    tb.wait("the offer, shown as an offer", |s| s.contains("< offers big.bin (67.1 MB): /get 1"));
+    tb.type_line("/get 1");
+    tb.wait("progress", |s| s.contains("/get 1 big.bin: [") && s.contains("MiB/s"));
+    let saved = downloads.join("big.bin");
+    tb.wait("the saved path", |s| s.contains(&format!("/get 1 big.bin: saved {}", saved.display())));
+    assert!(std::fs::read(&saved).unwrap() == bytes, "bytes differ");
+    ta.wait("A sees it fetched", |s| s.contains("* fetched big.bin"));
+    ta.type_line("/files");
+    ta.wait("A's offers", |s| s.contains("big.bin (67.1 MB) to ") && s.contains(": fetched"));
+    tb.type_line("/files");
+    tb.wait("B's offers", |s| s.contains("1. big.bin (67.1 MB) from ") && s.contains(": saved "));
+    signal(serve.id(), libc::SIGKILL);
+    let _ = serve.wait();
+}
+
+#[test]
+fn a_script_offers_a_file_with_the_exit_status_of_send() {
+    let (_proxy, nodes) = network(1, &[]);
+    let a = &nodes[0];
+    let home = a.dir.join("home");
+    let peer = onion_id();
+    let file = a.dir.join("notes.txt");
+    std::fs::write(&file, "notes").unwrap();
+    let offer = |path: &Path| {
+        let out = Command::new("python3")
+            .args([&client(), &a.client.to_string(), "--send-file", &peer, path.to_str().unwrap()])
+            .env("TORCHAT_HOME", &home)
+            .env("TORCHAT_SHARES", a.dir.join("shares"))
+            .env("TORCHAT_SHARE", env!("CARGO_BIN_EXE_share"))
+            .output()
+            .unwrap();
+        (status(&out), text(&out.stdout), text(&out.stderr))
+    };
+    let (status, out, err) = offer(&file);
+    assert_eq!(status, 0, "{err}");
+    assert!(out.contains(&format!("offered to {peer} as ")) && out.contains("] notes.txt"), "{out}");
+    let offered = update(a.client, &peer);
+    assert_eq!(offered["cmd"], "END", "the offer went to the peer, not to us: {offered}");
+    let history = ask(a.client, "HISTORY", &peer, "1");
+    assert!(history["lines"][0]["msg"].as_str().unwrap().starts_with("[file "), "{history}");
+    let (status, _, err) = offer(&a.dir.join("missing.txt"));
+    assert_eq!(status, 1, "{err}");
+    assert!(err.contains("No such file"), "{err}");
+}

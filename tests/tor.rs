@@ -171,6 +171,31 @@ fn two_nodes_chat_over_a_private_tor_network() {
     assert_eq!(receive(&b, &a, 20).len(), 20);
     rtts.sort();
 
+    // A file from A's client to B, fetched through Tor from A's onion port 81: the file
+    // server run.sh started beside A's daemon.
+    let file = top.join("offered.bin");
+    let bytes: Vec<u8> = (0..(4 << 20) / 32).flat_map(|_| random::<32>()).collect();
+    std::fs::write(&file, &bytes).unwrap();
+    let offered = Command::new("python3")
+        .args([client(), a.client.to_string(), "--send-file".into(), b.id.clone(), file.display().to_string()])
+        .env("TORCHAT_SHARES", a.dir.join("shares"))
+        .env("TORCHAT_SHARE", env!("CARGO_BIN_EXE_share"))
+        .output()
+        .unwrap();
+    assert!(offered.status.success(), "{}", String::from_utf8_lossy(&offered.stderr));
+    let line = receive(&b, &a, 1).remove(0);
+    assert!(line.starts_with("[file ") && line.ends_with("] offered.bin"), "{line}");
+    let (fetch_start, into) = (Instant::now(), top.join("b-downloads"));
+    std::fs::create_dir_all(&into).unwrap();
+    let got = Command::new(env!("CARGO_BIN_EXE_share"))
+        .args(["get", "--socks", &format!("127.0.0.1:{}", base + 210), "--into", into.to_str().unwrap()])
+        .args([&a.id, &line])
+        .output()
+        .unwrap();
+    assert!(got.status.success(), "{}", String::from_utf8_lossy(&got.stderr));
+    let fetched = fetch_start.elapsed();
+    assert!(std::fs::read(into.join("offered.bin")).unwrap() == bytes, "bytes differ");
+
     // A peer that is down gets what was sent meanwhile, once, when it is back. (Its
     // daemon goes down, its Tor stays: a restarted Tor is a new onion service instance,
     // which a client holding the old descriptor can take minutes to find.)
@@ -190,15 +215,32 @@ fn two_nodes_chat_over_a_private_tor_network() {
     let b_log = std::fs::read_to_string(b.dir.join("logs/messages.log")).unwrap();
     assert_eq!(b_log.matches("while you were away 1").count(), 1, "each once");
 
-    // A Tor that run.sh started does not outlive its daemon.
+    // Neither the Tor nor the file server that run.sh started outlives its daemon.
     let a_tor: u32 = std::fs::read_to_string(a.dir.join("tor.pid")).unwrap().trim().parse().unwrap();
+    let shares = a.dir.join("shares").display().to_string();
+    let a_share = processes(&["serve", &shares]);
+    assert_eq!(a_share.len(), 1, "one file server for a");
     tell(a.client, "EXIT", "localhost", 8000, "");
     assert!(a.child.wait().unwrap().success());
     wait_for("a's tor to follow its daemon out", 60, || !alive(a_tor));
+    wait_for("a's file server to follow its daemon out", 10, || !alive(a_share[0]));
 
     println!("private Tor network up: {network_up:?}; both nodes serving: {nodes_up:?}; onion services reachable both ways: {onions_up:?}");
     println!("round trip (SEND to acknowledgement), 20 messages: p50 {:?}, max {:?}", rtts[10], rtts[19]);
+    let rate = 4.0 / fetched.as_secs_f64();
+    println!("a 4 MiB file fetched through Tor (offer to saved, verified): {fetched:?}, {rate:.1} MiB/s");
     println!("whole test: {:?}", started.elapsed());
+}
+
+/// The PIDs of the processes whose command line holds every one of `words`.
+fn processes(words: &[&str]) -> Vec<u32> {
+    let pids = std::fs::read_dir("/proc").unwrap().flatten().filter_map(|e| e.file_name().to_str()?.parse().ok());
+    let holds = |pid: &u32| {
+        let line = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let line = String::from_utf8_lossy(&line).replace('\0', " ");
+        words.iter().all(|w| line.contains(w))
+    };
+    pids.filter(holds).collect()
 }
 
 /// run.sh with `env`, for a failure: its exit status and what it said.

@@ -465,7 +465,7 @@ fn serve_socks(
                 });
                 let (mut t, mut c) = (target, c);
                 let slow = matches!(route, Some(Route::Slow(_)));
-                let mut buf = vec![0u8; 1 << 16];
+                let mut buf = vec![0u8; if slow { 1 << 16 } else { 1 << 20 }];
                 while let Ok(n @ 1..) = t.read(&mut buf) {
                     if c.write_all(&buf[..n]).is_err() {
                         break;
@@ -500,10 +500,15 @@ impl Terminal {
     }
 
     pub fn start_in(port: u16, cols: u16, rows: u16, home: PathBuf) -> Terminal {
+        Terminal::start_with(port, cols, rows, home, &[])
+    }
+
+    /// With more of the environment set for the client (`NAME=VALUE`, no blanks).
+    pub fn start_with(port: u16, cols: u16, rows: u16, home: PathBuf, env: &[String]) -> Terminal {
         static N: AtomicUsize = AtomicUsize::new(0);
         let socket = format!("torchat-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-        let (client, dir) = (client(), home.display());
-        let script = format!("TORCHAT_HOME={dir} python3 {client} {port}; echo \"client exited: $?\"; exec cat");
+        let (client, dir, env) = (client(), home.display(), env.join(" "));
+        let script = format!("TORCHAT_HOME={dir} {env} python3 {client} {port}; echo \"client exited: $?\"; exec cat");
         let t = Terminal { socket, home };
         let (cols, rows) = (cols.to_string(), rows.to_string());
         t.tmux(&["-f", "/dev/null", "new-session", "-d", "-s", "main", "-x", &cols, "-y", &rows])

@@ -8,14 +8,21 @@ use torchat::wire::{self, Port, Request, MAX_REPLY};
 
 pub type Check = fn(&[u8]);
 
-pub const TARGETS: [(&str, Check); 6] = [
+pub const TARGETS: [(&str, Check); 9] = [
     ("client_port", client_port),
     ("peer_port", peer_port),
     ("ack", ack),
     ("onion_id", onion_id),
     ("signature", signature),
     ("messages_log", messages_log),
+    ("share_request", share_request),
+    ("share_reply", share_reply),
+    ("share_offer", share_offer),
 ];
+
+/// The file program's parsers (`share`, PROTOCOL.md §10), as its binary uses them.
+#[path = "../../src/share/wire.rs"]
+mod share;
 
 fn me() -> OnionId {
     OnionId::parse("fqgf7r4patubmetvwvlwbh4jj63wfsvt4xyhqatq62cdqkmd272tlpyd.onion").unwrap()
@@ -33,7 +40,8 @@ pub fn client_port(data: &[u8]) {
             }
             Some(Ok(Request::Send { msg: Err((why, start)), .. })) => {
                 let msg = format!("[not delivered: {why}] {start}");
-                let notice = serde_json::json!({"cmd": "UPDATE", "id": me(), "date": "00:00", "msg": msg, "error": why});
+                let notice =
+                    serde_json::json!({"cmd": "UPDATE", "id": me(), "date": "00:00", "msg": msg, "error": why});
                 assert!(wire::fits(&notice).is_some(), "a notice too large for one reply: {notice}");
             }
             _ => {}
@@ -148,4 +156,33 @@ fn onion_of(key: &[u8]) -> String {
         .map(|c| b"abcdefghijklmnopqrstuvwxyz234567"[c.iter().fold(0, |a, &b| a << 1 | b as usize)] as char)
         .collect();
     format!("{b32}.onion")
+}
+
+/// A request on onion port 81: a GET or a bounded reason, and never a byte read past
+/// the 512 a request may take.
+pub fn share_request(data: &[u8]) {
+    let mut rest = data;
+    if let Err(why) = share::request(&mut rest) {
+        assert!(why.len() <= 200, "an unbounded reason: {why}");
+    }
+    assert!(data.len() - rest.len() <= 512, "read {} bytes", data.len() - rest.len());
+}
+
+/// The header line of the reply to our GET: sizes, or a bounded reason.
+pub fn share_reply(data: &[u8]) {
+    if let Err(why) = share::reply(data) {
+        assert!(why.len() <= 200, "an unbounded reason: {why}");
+    }
+}
+
+/// An offer line from a peer: whatever its name, the name it gives is one path
+/// component, visible, not hidden, at most 100 characters.
+pub fn share_offer(data: &[u8]) {
+    let Ok(line) = std::str::from_utf8(data) else { return };
+    let Ok(offer) = share::offer(line) else { return };
+    let name = &offer.name;
+    assert!(!name.is_empty() && name.chars().count() <= 100, "{name:?}");
+    assert!(!name.starts_with('.') && !name.contains(['/', '\\']), "{name:?}");
+    assert!(!name.chars().any(|c| c.is_control() || ('\u{2066}'..='\u{2069}').contains(&c)), "{name:?}");
+    assert!(offer.token.0.len() == 32 && offer.sha256.len() == 64);
 }
