@@ -19,7 +19,7 @@ use std::io::ErrorKind::{AlreadyExists, InvalidData};
 use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant, SystemTime};
 use std::{fs, fs::File, fs::Permissions, path::Path, path::PathBuf, sync::Arc, sync::Mutex};
 use torchat::{onion::OnionId, sys::now};
@@ -89,7 +89,7 @@ static NEWEST: Mutex<Vec<TcpStream>> = Mutex::new(Vec::new());
 
 pub fn serve(dir: PathBuf, port: u16) -> io::Result<()> {
     let listener = TcpListener::bind(("127.0.0.1", port))?;
-    println!("share: serving on {}", listener.local_addr()?);
+    writeln!(io::stdout(), "share: serving on {}", listener.local_addr()?)?;
     for sock in listener.incoming() {
         let Ok(sock) = sock else { continue };
         let Ok(handle) = sock.try_clone() else { continue };
@@ -108,7 +108,8 @@ pub fn serve(dir: PathBuf, port: u16) -> io::Result<()> {
 fn serve_one(mut sock: TcpStream, dir: &Path) {
     let _ = sock.set_write_timeout(Some(STALL));
     match transfer(&mut sock, dir) {
-        Ok(sent) => println!("{sent}"),
+        // Not println: a full disk under the log must not end the server.
+        Ok(sent) => _ = writeln!(io::stdout(), "{sent}"),
         Err(why) => {
             let refusal = json!({"cmd": "END", "msg": "", "error": why});
             _ = sock.write_all(format!("{refusal}\n").as_bytes());
@@ -128,14 +129,14 @@ fn transfer(sock: &mut TcpStream, dir: &Path) -> Result<String, String> {
     if rec.expires <= now() {
         return Err("offer expired".into());
     }
-    let gone = |_| "file gone".to_string();
+    let gone = |_| "file gone";
     let file = File::open(&rec.path).map_err(gone)?;
     let meta = file.metadata().map_err(gone)?;
     if meta.len() != rec.size || meta.modified().ok() != Some(rec.mtime) {
         return Err("file changed".into());
     }
     if from > rec.size {
-        return Err(format!("from {from} is past the end"));
+        return Err("past the end".into());
     }
     if SENDING.fetch_add(1, SeqCst) >= TRANSFERS {
         SENDING.fetch_sub(1, SeqCst);
@@ -159,7 +160,7 @@ struct Deadline<'a>(&'a TcpStream, Instant);
 impl Read for Deadline<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let left = self.1.saturating_duration_since(Instant::now());
-        self.0.set_read_timeout(Some(left.max(Duration::from_nanos(1))))?;
+        self.0.set_read_timeout(Some(left.max(Duration::new(0, 1))))?;
         (&mut self.0).read(buf)
     }
 }
@@ -186,8 +187,7 @@ pub fn get(peer: &OnionId, offer: &wire::Offer, socks: SocketAddr, into: &Path) 
 /// Appends to `part` what the peer sends from its length on, and checks the whole.
 fn fetch(peer: &OnionId, offer: &wire::Offer, socks: SocketAddr, part: &Path) -> io::Result<()> {
     // Past a file size limit a write fails, and says so, instead of killing us.
-    let ignored = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGXFSZ, ignored)?;
+    signal_hook::flag::register(signal_hook::consts::SIGXFSZ, Arc::default())?;
     let mut file = File::options().create(true).append(true).read(true).open(part)?;
     // What an earlier fetch left is hashed once, now.
     let mut sha256 = Sha256::new();
@@ -202,7 +202,7 @@ fn fetch(peer: &OnionId, offer: &wire::Offer, socks: SocketAddr, part: &Path) ->
     (&mut reader).take(512).read_until(b'\n', &mut header)?;
     let (size, from) = wire::reply(&header).map_err(refused)?;
     if (size, from) != (offer.size, have) {
-        return Err(refused("a reply that is not the offer's".into()));
+        return Err(refused("a reply unlike the offer".into()));
     }
     let (mut done, started, mut shown) = (have, Instant::now(), Instant::now());
     while done < size {
@@ -223,11 +223,11 @@ fn fetch(peer: &OnionId, offer: &wire::Offer, socks: SocketAddr, part: &Path) ->
     }
 }
 
-/// On stderr: a bar on a terminal, ten times a second, else a line every five seconds;
+/// On stderr: a bar on a terminal, ten times a second, else a line a second;
 /// when it was last shown.
 fn progress(done: u64, have: u64, size: u64, started: Instant, shown: Instant) -> Instant {
     let tty = io::stderr().is_terminal();
-    if shown.elapsed().as_millis() < if tty { 100 } else { 5000 } && done < size {
+    if shown.elapsed().as_millis() < if tty { 100 } else { 1000 } && done < size {
         return shown;
     }
     let mib = |n: u64| n as f64 / 1048576.0;
@@ -236,7 +236,8 @@ fn progress(done: u64, have: u64, size: u64, started: Instant, shown: Instant) -
     let bar = "#".repeat((done * 20 / size) as usize);
     let end = if tty && done < size { "\r" } else { "\n" };
     let (done, size) = (mib(done), mib(size));
-    eprint!("[{bar:20}] {done:.1}/{size:.1} MiB, {rate:.1} MiB/s, {left:.0} s left{end}");
+    let line = format!("[{bar:20}] {done:.1}/{size:.1} MiB {rate:.1} MiB/s {left:.0}s left{end}");
+    let _ = io::stderr().write_all(line.as_bytes());
     Instant::now()
 }
 
@@ -251,7 +252,7 @@ fn save(part: &Path, into: &Path, name: &str) -> io::Result<()> {
             Err(e) if e.kind() == AlreadyExists => continue,
             linked => linked?,
         }
-        println!("{}", to.display());
+        writeln!(io::stdout(), "{}", to.display())?;
         return fs::remove_file(part);
     }
     Err(io::Error::other("no free name"))

@@ -67,7 +67,7 @@ pub fn offer(line: &str) -> Result<Offer, String> {
 /// at most 100 characters; "file" if none is left.
 pub fn safe(name: &str) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
-    let shown = |c: &char| c.is_alphanumeric() || " .,_-+=()[]{}@#&'!~".contains(*c);
+    let shown = |c: &char| c.is_alphanumeric() || " .,_-+=()[]@#&'!~".contains(*c);
     let kept: String = last.chars().filter(shown).take(100).collect();
     match kept.trim_start_matches('.').trim() {
         "" => "file".into(),
