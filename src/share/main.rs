@@ -36,7 +36,7 @@ fn main() {
             let socks = parse(&opt("socks", "127.0.0.1:9250"));
             offers::get(&peer(id), &offer, socks, Path::new(&opt("into", ".")))
         }
-        _ => usage("what command?"),
+        _ => usage("no command"),
     };
     if let Err(e) = done {
         eprintln!("share: {e}");

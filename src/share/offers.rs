@@ -111,8 +111,8 @@ fn serve_one(mut sock: TcpStream, dir: &Path) {
         // Not println: a full disk under the log must not end the server.
         Ok(sent) => _ = writeln!(io::stdout(), "{sent}"),
         Err(why) => {
-            let refusal = json!({"cmd": "END", "msg": "", "error": why});
-            _ = sock.write_all(format!("{refusal}\n").as_bytes());
+            let end = json!({"cmd": "END", "msg": "", "error": why});
+            _ = sock.write_all(format!("{end}\n").as_bytes());
         }
     }
     // Its handle in NEWEST keeps the socket, not the connection, open.
@@ -196,13 +196,13 @@ fn fetch(peer: &OnionId, offer: &wire::Offer, socks: SocketAddr, part: &Path) ->
     let stream = stream.map_err(io::Error::other)?.into_inner();
     stream.set_read_timeout(Some(STALL))?;
     let request = json!({"cmd": "GET", "token": offer.token.0, "from": have});
-    serde_json::to_writer(&stream, &request)?;
+    (&stream).write_all(request.to_string().as_bytes())?;
     let mut reader = BufReader::with_capacity(1 << 20, stream);
     let mut header = vec![];
     (&mut reader).take(512).read_until(b'\n', &mut header)?;
     let (size, from) = wire::reply(&header).map_err(refused)?;
     if (size, from) != (offer.size, have) {
-        return Err(refused("a reply unlike the offer".into()));
+        return Err(refused("reply unlike the offer".into()));
     }
     let (mut done, started, mut shown) = (have, Instant::now(), Instant::now());
     while done < size {
@@ -219,7 +219,7 @@ fn fetch(peer: &OnionId, offer: &wire::Offer, socks: SocketAddr, part: &Path) ->
     }
     match format!("{:x}", sha256.finalize()) == offer.sha256 {
         true => Ok(()),
-        false => Err(refused("its SHA-256 is not the offer's".into())),
+        false => Err(refused("not the offer's SHA-256".into())),
     }
 }
 
@@ -230,13 +230,13 @@ fn progress(done: u64, have: u64, size: u64, started: Instant, shown: Instant) -
     if shown.elapsed().as_millis() < if tty { 100 } else { 1000 } && done < size {
         return shown;
     }
-    let mib = |n: u64| n as f64 / 1048576.0;
-    let rate = mib(done - have) / started.elapsed().as_secs_f64();
-    let left = mib(size - done) / rate;
+    let mb = |n: u64| n as f64 / 1e6;
+    let rate = mb(done - have) / started.elapsed().as_secs_f64();
+    let left = mb(size - done) / rate;
     let bar = "#".repeat((done * 20 / size) as usize);
     let end = if tty && done < size { "\r" } else { "\n" };
-    let (done, size) = (mib(done), mib(size));
-    let line = format!("[{bar:20}] {done:.1}/{size:.1} MiB {rate:.1} MiB/s {left:.0}s left{end}");
+    let (done, size) = (mb(done), mb(size));
+    let line = format!("[{bar:20}] {done:.1}/{size:.1} MB {rate:.1} MB/s {left:.0}s left{end}");
     let _ = io::stderr().write_all(line.as_bytes());
     Instant::now()
 }

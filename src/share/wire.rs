@@ -69,7 +69,7 @@ pub fn safe(name: &str) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
     let shown = |c: &char| c.is_alphanumeric() || " .,_-+=()[]@#&'!~".contains(*c);
     let kept: String = last.chars().filter(shown).take(100).collect();
-    match kept.trim_start_matches('.').trim() {
+    match kept.trim_start_matches(['.', ' ']).trim_end() {
         "" => "file".into(),
         kept => kept.into(),
     }
