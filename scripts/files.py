@@ -21,7 +21,8 @@ class Files:
         self.socks = f"127.0.0.1:{socks}" if socks.isdigit() else socks
         self.downloads = env("TORCHAT_DOWNLOADS") or os.path.join(os.path.expanduser("~"), "Downloads", "torchat")
         self.share = env("TORCHAT_SHARE") or os.path.join(ROOT, "target", "release", "share")
-        self.read = 0  # how much of share serve's log has been seen
+        # How much of share serve's log has been seen: what came before is old news.
+        self.read = self.transfers()[1]
 
     def offer(self, peer, path):
         """The line that offers the file at `path` to `peer`; Refused with the reason."""
