@@ -195,6 +195,16 @@ fn two_nodes_chat_over_a_private_tor_network() {
     assert!(got.status.success(), "{}", String::from_utf8_lossy(&got.stderr));
     let fetched = fetch_start.elapsed();
     assert!(std::fs::read(into.join("offered.bin")).unwrap() == bytes, "bytes differ");
+    // The same bytes, from the same server through the same Tor, to a reader that only
+    // counts them: what the path itself allows.
+    let token = line.split(' ').nth(1).unwrap();
+    let request = format!("{{\"cmd\":\"GET\",\"token\":\"{token}\",\"from\":0}}");
+    let raw_start = Instant::now();
+    let mut raw = socks_connect(base + 210, &a.id, 81);
+    std::io::Write::write_all(&mut raw, request.as_bytes()).unwrap();
+    let got = read_all(&mut raw).len();
+    let raw_took = raw_start.elapsed();
+    assert!(got > bytes.len(), "the raw stream got {got} bytes");
 
     // A peer that is down gets what was sent meanwhile, once, when it is back. (Its
     // daemon goes down, its Tor stays: a restarted Tor is a new onion service instance,
@@ -227,9 +237,23 @@ fn two_nodes_chat_over_a_private_tor_network() {
 
     println!("private Tor network up: {network_up:?}; both nodes serving: {nodes_up:?}; onion services reachable both ways: {onions_up:?}");
     println!("round trip (SEND to acknowledgement), 20 messages: p50 {:?}, max {:?}", rtts[10], rtts[19]);
-    let rate = 4.0 / fetched.as_secs_f64();
-    println!("a 4 MiB file fetched through Tor (offer to saved, verified): {fetched:?}, {rate:.1} MiB/s");
+    let (rate, raw_rate) = (4.0 / fetched.as_secs_f64(), 4.0 / raw_took.as_secs_f64());
+    println!("a 4 MiB file fetched through Tor (share get, verified, saved): {fetched:?}, {rate:.1} MiB/s");
+    println!("the same bytes through the same Tor to a reader that only counts: {raw_took:?}, {raw_rate:.1} MiB/s");
     println!("whole test: {:?}", started.elapsed());
+}
+
+/// A stream to `host`:`port` through the SOCKS5 port of a Tor (domain name, no
+/// authentication).
+fn socks_connect(socks: u16, host: &str, port: u16) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", socks)).unwrap();
+    s.write_all(&[&[5, 1, 0, 5, 1, 0, 3, host.len() as u8][..], host.as_bytes(), &port.to_be_bytes()].concat())
+        .unwrap();
+    let mut reply = [0u8; 12]; // the method chosen, then the CONNECT reply (IPv4 form)
+    s.read_exact(&mut reply).unwrap();
+    assert_eq!(reply[3], 0, "SOCKS reply {reply:?}");
+    s
 }
 
 /// The PIDs of the processes whose command line holds every one of `words`.
