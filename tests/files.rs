@@ -348,6 +348,18 @@ fn our_client_offers_a_file_in_a_terminal_and_the_other_fetches_it_with_progress
     ta.wait("A's offers", |s| s.contains("big.bin (67.1 MB) to ") && s.contains(": fetched"));
     tb.type_line("/files");
     tb.wait("B's offers", |s| s.contains("1. big.bin (67.1 MB) from ") && s.contains(": saved "));
+    // In a group: one offer to each other member, shown and fetched in the group.
+    let small = a.dir.join("small.txt");
+    std::fs::write(&small, "hello").unwrap();
+    ta.type_line(&format!("/group team {}", b.id));
+    ta.type_line(&format!("/send {}", small.display()));
+    ta.wait("the group's offer, sent", |s| s.contains("me: offered small.txt (5 bytes)"));
+    tb.wait("the group in B's panel", |s| s.contains("#team"));
+    tb.type_line("/peer 1");
+    tb.wait("the group's offer", |s| s.contains(": offers small.txt (5 bytes): /get 2"));
+    tb.type_line("/get 2");
+    tb.wait("saved", |s| s.contains(&format!("/get 2 small.txt: saved {}", downloads.join("small.txt").display())));
+    assert_eq!(std::fs::read_to_string(downloads.join("small.txt")).unwrap(), "hello");
     signal(serve.id(), libc::SIGKILL);
     let _ = serve.wait();
 }
