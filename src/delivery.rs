@@ -11,8 +11,8 @@ use mio::Waker;
 use serde_json::json;
 use socks::Socks5Stream;
 use std::io::{self, Read, Write};
-use std::sync::{mpsc::Sender, Arc};
-use std::{net::SocketAddr, thread, time::Duration};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::{net::SocketAddr, sync::Arc, thread, time::Duration};
 
 /// How long a receiver gets to acknowledge a complete RECV (PROTOCOL.md §6).
 const ACK: Duration = Duration::from_secs(30);
@@ -33,14 +33,17 @@ pub struct Courier {
 
 impl Courier {
     /// `acker`: the peer has acknowledged before, so its silence is a lost
-    /// acknowledgement and the message is sent again (PROTOCOL.md §6).
-    pub fn send(&self, peer: OnionId, next: Outgoing, acker: bool) -> io::Result<()> {
+    /// acknowledgement and the message is sent again (PROTOCOL.md §6). What it returns
+    /// wakes the delivery while it waits between tries.
+    pub fn send(&self, peer: OnionId, next: Outgoing, acker: bool) -> io::Result<SyncSender<()>> {
         let courier = self.clone();
+        // One wake-up pending at most: a second one says nothing new.
+        let (wake, woken) = mpsc::sync_channel(1);
         let thread = thread::Builder::new().name("delivery".into());
-        thread.spawn(move || courier.deliver(peer, next, acker)).map(drop)
+        thread.spawn(move || courier.deliver(peer, next, acker, woken)).map(|_| wake)
     }
 
-    fn deliver(self, peer: OnionId, next: Outgoing, acker: bool) {
+    fn deliver(self, peer: OnionId, next: Outgoing, acker: bool, woken: Receiver<()>) {
         let mut backoff = 1;
         let outcome = loop {
             let why = match self.attempt(&peer, &next) {
@@ -53,8 +56,10 @@ impl Courier {
                 break Event::Failed { mid: next.mid, why, msg: next.text };
             }
             warn!("to {}: {why}; next try in {backoff}s", peer.as_str());
-            thread::sleep(Duration::from_secs(backoff));
-            backoff = (backoff * 2).min(60);
+            // Woken, the peer has just shown it is online: try now, and start the backoff
+            // over (PROTOCOL.md §6).
+            let woken = woken.recv_timeout(Duration::from_secs(backoff)).is_ok();
+            backoff = if woken { 1 } else { (backoff * 2).min(60) };
         };
         // Both fail only once the reactor is gone, and then nobody is left to tell.
         let _ = self.reports.send((peer, outcome));

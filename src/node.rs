@@ -11,8 +11,8 @@ use crate::{journal::Journal, sys};
 use log::{error, warn};
 use serde_json::{json, Value};
 use state::{Limits, State};
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::{fs::File, io::Read, num::NonZeroU16, sync::mpsc::Receiver, sync::Arc};
+use std::collections::{HashMap, VecDeque};
+use std::{fs::File, io::Read, num::NonZeroU16, sync::mpsc::Receiver, sync::mpsc::SyncSender};
 
 pub mod state;
 
@@ -27,9 +27,9 @@ pub struct Node {
     journal: Journal,
     limits: Limits,
     courier: Courier,
-    /// Peers whose oldest waiting message is with a delivery thread: one at a time, so
-    /// that a peer's messages arrive in order.
-    busy: HashSet<OnionId>,
+    /// Peers whose oldest waiting message is with a delivery thread (one at a time, so
+    /// that a peer's messages arrive in order), and how to wake it.
+    busy: HashMap<OnionId, SyncSender<()>>,
     /// The minute of the latest refusal, and how many that minute has had.
     refusals: (u64, usize),
     /// EXIT, SIGINT or SIGTERM.
@@ -38,7 +38,7 @@ pub struct Node {
 
 impl Node {
     pub fn new(journal: Journal, state: State, limits: Limits, courier: Courier) -> Node {
-        let (busy, refusals) = (HashSet::new(), (0, 0));
+        let (busy, refusals) = (HashMap::new(), (0, 0));
         let mut node = Node { state, journal, limits, courier, busy, refusals, exit: false };
         for peer in node.state.outbox.keys().cloned().collect::<Vec<_>>() {
             node.dispatch(&peer);
@@ -49,7 +49,7 @@ impl Node {
     /// The reply to the request in `buf`; None while it is not complete and the sender
     /// has not `ended`.
     pub fn serve(&mut self, port: Port, buf: &[u8], ended: bool) -> Option<Vec<u8>> {
-        let me = Arc::clone(&self.courier.me);
+        let me = self.courier.me.clone();
         let reply = match wire::request(port, buf, ended)? {
             Err(why) => self.refuse(&why),
             Ok(Request::Recv(recv)) => self.receive(recv),
@@ -130,6 +130,11 @@ impl Node {
             Ok(false) => return ack,
             Ok(true) => {}
         }
+        // A message its sender signed shows it is online now: a delivery to it waiting
+        // between tries goes at once (PROTOCOL.md §6). Anyone can claim an unsigned id.
+        if let Some(wake) = self.busy.get(&recv.from).filter(|_| recv.signed.is_some()) {
+            let _ = wake.try_send(());
+        }
         let ev = Event::Recv { msg: recv.text.0, mid, verified: recv.signed.is_some() };
         self.reply_after(recv.from, ev, ack)
     }
@@ -188,9 +193,9 @@ impl Node {
     /// Hands the peer's oldest waiting message to a delivery thread, unless one has it.
     fn dispatch(&mut self, peer: &OnionId) {
         let next = self.state.outbox.get(peer).and_then(VecDeque::front);
-        let Some(next) = next.filter(|_| !self.busy.contains(peer)) else { return };
+        let Some(next) = next.filter(|_| !self.busy.contains_key(peer)) else { return };
         match self.courier.send(peer.clone(), next.clone(), self.state.ackers.contains(peer)) {
-            Ok(()) => _ = self.busy.insert(peer.clone()),
+            Ok(wake) => _ = self.busy.insert(peer.clone(), wake),
             Err(e) => error!("cannot start a delivery thread: {e}"),
         }
     }

@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::{Duration, Instant};
 
 fn count(log: &str, what: &str) -> usize {
     log.matches(&format!("\"ev\":\"{what}\"")).count()
@@ -205,4 +206,47 @@ fn a_lost_acknowledgement_from_a_peer_that_acknowledges_costs_a_retry_not_a_mess
         assert!(!key.signed(&onion_id(), body));
     }
     assert_eq!(count(&d[0].messages_log(), "unconfirmed"), 0);
+}
+
+/// PROTOCOL.md §6: a RECV that verifies as the peer's own shows it is online, so a
+/// delivery to it waiting between tries goes at once, its backoff started over. An
+/// unsigned RECV claiming its id wakes nothing.
+#[test]
+fn a_peer_that_writes_gets_what_waits_for_it_at_once() {
+    let (proxy, d) = network(2, &[]);
+    let (a, b) = (&d[0], &d[1]);
+    proxy.route(&b.id, Route::Refuse);
+    send(a.client, &b.id, "while you were away 1");
+    send(a.client, &b.id, "while you were away 2");
+    // Tries 1, 2 and 4 s apart fail; the next waits 8 s.
+    wait_for("tries 8 s apart", 20, || a.errors_log().contains("next try in 8s"));
+    let (waiting, tries) = (Instant::now(), proxy.connects(&b.id));
+    // B has never signed here, so anyone could claim its id: this wakes nothing.
+    assert_eq!(recv_from(a.peer, &b.id, "claiming to be b")["cmd"], "END");
+    wait_for("the scheduled try", 20, || proxy.connects(&b.id) > tries);
+    let unsigned = waiting.elapsed();
+    assert!(unsigned >= Duration::from_secs(7), "an unsigned RECV woke the delivery: tried after {unsigned:?}");
+    wait_for("tries 16 s apart", 5, || a.errors_log().contains("next try in 16s"));
+
+    // B is back and writes: its signed message wakes A's delivery, 16 s early.
+    proxy.route(&b.id, Route::To(b.peer));
+    let back = Instant::now();
+    send(b.client, &a.id, "I'm back");
+    wait_for("B's message at A", 5, || a.messages_log().contains("I'm back"));
+    wait_for("A's waiting messages at B", 5, || b.messages_log().contains("while you were away 2"));
+    let latency = back.elapsed();
+    let got = receive(b, &a.id, 2);
+    assert_eq!(got, ["while you were away 1", "while you were away 2"], "in order, each once");
+    wait_for("both delivered", 5, || count(&a.messages_log(), "delivered") == 2);
+    // The backoff started over: the woken try succeeded, so no try was scheduled after it.
+    assert!(!a.errors_log().contains("next try in 32s"), "{}", a.errors_log());
+
+    // A signed RECV while no delivery waits changes nothing.
+    let (tries, log) = (proxy.connects(&b.id), a.messages_log());
+    send(b.client, &a.id, "still here");
+    wait_for("B's second message at A", 5, || a.messages_log().contains("still here"));
+    assert_eq!(proxy.connects(&b.id), tries, "no connection to B");
+    let new = &a.messages_log()[log.len()..];
+    assert_eq!((new.lines().count(), count(new, "recv")), (1, 1), "only the RECV: {new}");
+    println!("B's SEND to A's two waiting messages at B: {latency:?} (A's next scheduled try was 16 s away)");
 }
