@@ -74,8 +74,7 @@ fn main() {
     let needed = (2 * max_conns + state::MAX_PEERS + 64) as u64;
     let (soft, hard) = must(getrlimit(RLIMIT_NOFILE), "cannot read the open files limit");
     if hard < needed {
-        let why = format!("these limits need {needed} open files, the hard limit is {hard}");
-        fail(2, &format!("{why}: lower --max-conns"))
+        fail(2, &format!("--max-conns: {needed} open files needed, the hard limit is {hard}"))
     }
     must(setrlimit(RLIMIT_NOFILE, soft.max(needed), hard), "cannot raise the open files limit");
     let hostname = m.opt_str("hostname").unwrap_or_else(|| "tor/hs/hostname".into());

@@ -147,9 +147,8 @@ impl Reactor {
         let read = sock.take(room as u64).read_to_end(buf);
         let ended = !matches!(read, Err(e) if e.kind() == io::ErrorKind::WouldBlock);
         let Some(reply) = self.node.serve(port, buf, ended) else { return };
-        if let Some((sock, ..)) = reading.remove(&token) {
-            conns.replies.push((sock, reply));
-        }
+        let (sock, ..) = reading.remove(&token).expect("it was read from above");
+        conns.replies.push((sock, reply));
     }
 
     /// No reply that depends on a record leaves before that record is on disk; one

@@ -1,9 +1,8 @@
 //! The system: wall-clock time, and the daemon's only `unsafe` block (AUDIT.md,
 //! "Unsafe code"), fork(2). nix checks every return value of the libc calls.
 
-use chrono::{DateTime, Local};
+use chrono::{DateTime, Local, Utc};
 use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, fork, setsid, ForkResult, Pid};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The classic Unix daemon: fork; Some(child's PID) in the parent, None in the child,
 /// which leads a new session with its standard streams on /dev/null.
@@ -21,8 +20,9 @@ pub fn detach() -> std::io::Result<Option<Pid>> {
     Ok(None)
 }
 
+/// UNIX time in seconds; 0 for a clock set before 1970.
 pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    u64::try_from(Utc::now().timestamp()).unwrap_or(0)
 }
 
 /// Local "HH:MM": the 2017 client prints `"[" + date + "] " + msg`. A time no

@@ -187,9 +187,9 @@ pub fn reason(text: &str) -> String {
 /// `mid`; Ok(false): it does not (a 2017 daemon says nothing); Err: the peer refused
 /// the message.
 pub fn ack(buf: &[u8], mid: &str) -> Result<bool, String> {
-    let Ok(ack) = Value::deserialize(&mut serde_json::Deserializer::from_slice(buf)) else {
-        return Ok(false);
-    };
+    let mut json = serde_json::Deserializer::from_slice(buf);
+    // Bytes that are not JSON read as null, which acknowledges nothing.
+    let ack = Value::deserialize(&mut json).unwrap_or_default();
     match ack["error"].as_str() {
         Some(why) => Err(reason(&format!("refused by the peer: {why}"))),
         None => Ok(ack["cmd"] == "END" && ack["msg"] == mid),

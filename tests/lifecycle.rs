@@ -34,7 +34,7 @@ fn limits_the_file_descriptor_limit_cannot_hold_are_refused_and_others_raise_it(
     let out = Command::new("prlimit").args(["--nofile=1024:1024", bin()]).args(args).arg("0").output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
-    assert!(err.contains("need 3064 open files, the hard limit is 1024: lower --max-conns"), "{err}");
+    assert!(err.contains("--max-conns: 3064 open files needed, the hard limit is 1024"), "{err}");
     // A soft limit below what the defaults need is raised up to the hard limit.
     let mut child = Command::new("prlimit")
         .args(["--nofile=256:4096", bin()])
