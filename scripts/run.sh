@@ -4,10 +4,15 @@
 # daemon. Tor is told to exit when the daemon does (__OwningControllerProcess), and a
 # watcher stops the file server then, so neither outlives it.
 #
-# Usage: scripts/run.sh [main options] PORT
+# Usage: scripts/run.sh [--contacts-only] [main options] PORT
 #   clients on 127.0.0.1:PORT, Tor's onion connections to the peer port PORT+1, and
 #   onion port 81 to the file server (share serve) on PORT+2, its offers in
 #   DIR/shares and what it sent in DIR/shares/sent.log.
+#   --contacts-only: only your contacts can reach this node's onion at all (Tor's
+#   restricted discovery, PROTOCOL.md §11); without it, anyone who knows its id can.
+#   Either way scripts/onion-auth.py keeps Tor's client file for each contact in
+#   DIR/auth, so that this node reaches the contacts that run contacts-only; its log
+#   is DIR/onion-auth.log.
 # Environment:
 #   TORCHAT_DIR     this node's Tor folder (default tor/node-PORT: torrc, data, hs, tor.log, shares)
 #   TORCHAT_SOCKS   Tor's SOCKS port for this node (default 9250)
@@ -16,19 +21,31 @@
 set -euo pipefail
 say() { echo "run.sh: $*" >&2; }
 port="${*: -1}"
-[[ "$port" =~ ^[0-9]+$ && $port -gt 0 && $port -lt 65535 ]] || { say "usage: scripts/run.sh [main options] PORT"; exit 2; }
+[[ "$port" =~ ^[0-9]+$ && $port -gt 0 && $port -lt 65535 ]] || { say "usage: scripts/run.sh [--contacts-only] [main options] PORT"; exit 2; }
 command -v tor >/dev/null || { say "tor is not installed: sudo apt-get install tor"; exit 1; }
+command -v python3 >/dev/null || { say "python3 is not installed: sudo apt-get install python3"; exit 1; }
 root=$(cd "$(dirname "$0")/.." && pwd)
 main=${TORCHAT_MAIN:-$root/target/release/main}
 share=${TORCHAT_SHARE:-$(dirname "$main")/share}
 dir=${TORCHAT_DIR:-$root/tor/node-$port}
 socks=${TORCHAT_SOCKS:-9250}
-detach=false
-for arg in "$@"; do [[ $arg == -d || $arg == --daemon ]] && detach=true; done
+# --contacts-only is ours; the rest goes to the daemon, whose --logs tells where the
+# messages log is (relative to this folder, as the daemon reads it).
+detach=false contacts_only=() args=() logs=logs prev=""
+for arg in "$@"; do
+    case $arg in
+        --contacts-only) contacts_only=(--contacts-only); continue ;;
+        -d | --daemon) detach=true ;;
+        --logs=*) logs=${arg#--logs=} ;;
+    esac
+    [ "$prev" = --logs ] && logs=$arg
+    prev=$arg
+    args+=("$arg")
+done
 [ -x "$main" ] && [ -x "$share" ] || { say "$main or $share is missing: cargo build --release"; exit 1; }
 umask 077
-mkdir -p "$dir/data" "$dir/hs" "$dir/shares"
-chmod 700 "$dir" "$dir/data" "$dir/hs" "$dir/shares"
+mkdir -p "$dir/data" "$dir/hs" "$dir/shares" "$dir/auth"
+chmod 700 "$dir" "$dir/data" "$dir/hs" "$dir/shares" "$dir/auth"
 cat > "$dir/torrc" <<TORRC
 DataDirectory $dir/data
 PidFile $dir/tor.pid
@@ -45,6 +62,8 @@ HiddenServicePort 81 127.0.0.1:$((port + 2))
 HiddenServiceEnableIntroDoSDefense 1
 HiddenServiceMaxStreams 100
 HiddenServiceMaxStreamsCloseCircuit 1
+# A client file for each contact (PROTOCOL.md §11), kept by scripts/onion-auth.py.
+ClientOnionAuthDir $dir/auth
 TORRC
 # Proof of work for introductions under load, where this tor has the module.
 if tor --list-modules 2>/dev/null | grep -qx 'pow: yes'; then
@@ -56,6 +75,15 @@ fi
 $detach || echo "__OwningControllerProcess $$" >> "$dir/torrc"
 [ -n "${TORCHAT_TORRC:-}" ] && cat "$TORCHAT_TORRC" >> "$dir/torrc"
 : > "$dir/tor.log"
+# The contacts as they are now, before Tor starts: a contacts-only node's first
+# descriptor is already closed to strangers, and an open node's is open again.
+auth=("$root/scripts/onion-auth.py" "${contacts_only[@]}" "$logs/messages.log" "$dir")
+python3 "${auth[@]}" --once 2>> "$dir/onion-auth.log" || { say "onion-auth.py failed: $(tail -1 "$dir/onion-auth.log")"; exit 1; }
+if [ ${#contacts_only[@]} -gt 0 ]; then
+    say "contacts only: only the peers you have written to can reach this node"
+else
+    say "open: anyone who knows this node's id can reach it (--contacts-only closes it to your contacts)"
+fi
 # What Tor says before its log file is open (a port in use, say) goes to tor.out.
 tor -f "$dir/torrc" --RunAsDaemon 0 > "$dir/tor.out" 2>&1 &
 tor_pid=$!
@@ -80,15 +108,19 @@ until grep -q 'Bootstrapped 100%' "$dir/tor.log" && [ -s "$dir/hs/hostname" ]; d
 done
 echo "tor: ready; this node is $(cat "$dir/hs/hostname")"
 kill -0 "$share_pid" 2>/dev/null || { say "the file server stopped: $(cat "$dir/share.out")"; exit 1; }
-run=("$main" --hostname "$dir/hs/hostname" --socks "127.0.0.1:$socks" "$@")
+# From now on the files follow the messages log, and Tor re-reads them (SIGHUP).
+python3 "${auth[@]}" 2>> "$dir/onion-auth.log" &
+auth_pid=$!
+trap 'kill $tor_pid $share_pid $auth_pid 2>/dev/null' EXIT
+run=("$main" --hostname "$dir/hs/hostname" --socks "127.0.0.1:$socks" "${args[@]}")
 if ! $detach; then
-    # exec keeps this PID for the daemon: the file server goes when it does.
-    setsid sh -c "tail --pid=$$ -f /dev/null; kill $share_pid" > /dev/null 2>&1 < /dev/null &
+    # exec keeps this PID for the daemon: the file server and onion-auth.py go when it does.
+    setsid sh -c "tail --pid=$$ -f /dev/null; kill $share_pid $auth_pid" > /dev/null 2>&1 < /dev/null &
     trap - EXIT
     exec "${run[@]}"
 fi
 out=$("${run[@]}")
 echo "$out"
 pid=$(sed -n 's/^detached: pid //p' <<< "$out")
-setsid sh -c "tail --pid=$pid -f /dev/null; kill $tor_pid $share_pid" > /dev/null 2>&1 < /dev/null &
+setsid sh -c "tail --pid=$pid -f /dev/null; kill $tor_pid $share_pid $auth_pid" > /dev/null 2>&1 < /dev/null &
 trap - EXIT
