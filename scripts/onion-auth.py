@@ -225,6 +225,8 @@ class Keeper:
         self.tordir = tordir
         self.contacts_only = contacts_only
         self.said = None
+        # A change Tor has not been told of: kept across a pass that failed midway.
+        self.changed = False
 
     def once(self):
         """One pass. A problem is said once, not every half second, until it changes."""
@@ -246,9 +248,8 @@ class Keeper:
             log(f"{self.contacts.path}: skipped {damaged} damaged lines")
         contacts = self.contacts.latest
         secret = own_secret(self.tordir)
-        changed = False
         if secret:
-            changed |= keep(os.path.join(self.tordir, "auth"), client_files(contacts, secret))
+            self.changed |= keep(os.path.join(self.tordir, "auth"), client_files(contacts, secret))
         listed = os.path.join(self.tordir, "hs", "authorized_clients")
         os.makedirs(listed, mode=0o700, exist_ok=True)
         users = [n for n in os.listdir(listed) if n.endswith(".auth") and not n.startswith(PREFIX)]
@@ -257,9 +258,10 @@ class Keeper:
             nobody = read_text(os.path.join(listed, f"{PREFIX}nobody.auth"))
             nobody = nobody or f"descriptor:x25519:{b32(os.urandom(32))}\n"
             ours = service_files(contacts, max(MAX_LISTED - len(users), 0), nobody)
-        changed |= keep(listed, ours)
-        if changed:
+        self.changed |= keep(listed, ours)
+        if self.changed:
             self.say_changed(len(contacts) if secret else 0, len(ours) - 1, len(users))
+            self.changed = False
         if not secret:
             return f"no onion key in {self.tordir}/hs yet: client files wait for it"
         return None
@@ -273,7 +275,7 @@ class Keeper:
         if users:
             mode += f" (and {users} files of your own)"
         why = tell_tor(self.tordir)
-        told = "tor read them again" if why is None else f"tor not told: {why}; it reads them when it starts"
+        told = "told tor to read them again" if why is None else f"tor not told: {why}; it reads them when it starts"
         log(f"client files for {clients} contacts; {mode}; {told}")
 
 
