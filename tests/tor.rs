@@ -66,6 +66,11 @@ fn node_with(
             break rest.split(':').next().unwrap().to_string();
         }
     };
+    // Detached, the daemon is not run.sh's process: the next line names it.
+    if flags.contains(&"-d") {
+        let line = lines.next().expect("a 'detached: pid N' line").unwrap();
+        cleanup.1.push(line.strip_prefix("detached: pid ").expect("a 'detached: pid N' line").parse().unwrap());
+    }
     Node { id, client: port, dir, child }
 }
 
@@ -131,9 +136,7 @@ fn two_nodes_chat_over_a_private_tor_network() {
     let top = temp_dir("tornet");
     let base = 20000 + (std::process::id() % 200) as u16 * 40;
     let mut cleanup = Cleanup(top.clone(), Vec::new());
-    let net = Command::new("python3").arg(repo("tests/tornet.py")).arg(&top).arg(base.to_string()).output();
-    let net = net.expect("python3");
-    assert!(net.status.success(), "tornet: {}", String::from_utf8_lossy(&net.stderr));
+    tornet(&top, base);
     let network_up = started.elapsed();
 
     let mut a = node(&top, "a", base + 100, base + 110, &mut cleanup);
@@ -141,7 +144,7 @@ fn two_nodes_chat_over_a_private_tor_network() {
     let nodes_up = started.elapsed();
     assert_eq!(ask(a.client, "HOST", "localhost", "")["id"], a.id.as_str());
     // Both onion services run with Tor's defenses on (PROTOCOL.md §9).
-    for node in [&a, &b] {
+    for node in [&mut a, &mut b] {
         assert_eq!(defenses(&std::fs::read_to_string(node.dir.join("torrc")).unwrap()).len(), 4);
     }
 
@@ -262,7 +265,8 @@ fn two_nodes_chat_over_a_private_tor_network() {
     println!("whole test: {:?}", started.elapsed());
 }
 
-/// A private Tor network's client.torrc, written, under `top`; its base port.
+/// A private Tor network under `top`, on ports from `base`; it writes
+/// `top/client.torrc`, the lines that join it.
 fn tornet(top: &Path, base: u16) {
     let net = Command::new("python3").arg(repo("tests/tornet.py")).arg(top).arg(base.to_string()).output();
     let net = net.expect("python3");
@@ -288,8 +292,9 @@ fn a_contacts_only_node_is_reached_by_its_contacts_alone() {
     let control = base + 120;
     let a_torrc = top.join("a.torrc");
     std::fs::write(&a_torrc, read(top.join("client.torrc")) + &format!("ControlPort 127.0.0.1:{control}\n")).unwrap();
-    let a = node_with(&top, "a", base + 100, base + 110, &["--contacts-only"], &a_torrc, &mut cleanup);
-    let b = node(&top, "b", base + 200, base + 210, &mut cleanup);
+    let mut a = node_with(&top, "a", base + 100, base + 110, &["--contacts-only"], &a_torrc, &mut cleanup);
+    // B detached: what run.sh starts beside it must follow it out all the same.
+    let mut b = node_with(&top, "b", base + 200, base + 210, &["-d"], &top.join("client.torrc"), &mut cleanup);
     let x = node(&top, "x", base + 300, base + 310, &mut cleanup);
     let nodes_up = started.elapsed();
     let (log, errors) =
@@ -354,21 +359,45 @@ fn a_contacts_only_node_is_reached_by_its_contacts_alone() {
         send(a.client, id, "hello");
     }
     wait_for("150 listed", 30, || read(a.dir.join("onion-auth.log")).contains("150 contacts listed"));
+    let listed_at = Instant::now();
     assert_eq!(listed(&a), 151, "150 and the key nobody holds");
     wait_for("A's tor to re-read them", 10, || reloads(&a) > before);
     let uploaded = format!("650 HS_DESC UPLOADED {}", &a.id[..56]);
+    // Usually within a second; once, under the 151 fetches A's tor makes for the
+    // made-up ids, 3 minutes.
+    let deadline = Instant::now() + std::time::Duration::from_secs(240);
+    let mut reader = BufReader::new(events);
     let mut seen = String::new();
-    events.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
-    let mut lines = BufReader::new(events).lines();
     while !seen.contains(&uploaded) {
-        seen = lines.next().expect("the control port closed").expect("no descriptor uploaded within 60 s");
+        let left = deadline.saturating_duration_since(Instant::now());
+        reader.get_ref().set_read_timeout(Some(left.max(std::time::Duration::from_millis(1)))).unwrap();
+        seen.clear();
+        reader.read_line(&mut seen).expect("no descriptor uploaded within 240 s");
+        assert!(!seen.is_empty(), "the control port closed");
     }
     assert!(!read(a.dir.join("tor.log")).contains("too big"), "{}", read(a.dir.join("tor.log")));
+    let published = listed_at.elapsed();
+
+    // Nothing run.sh started outlives its daemon, detached (B) or not (A).
+    for node in [&mut a, &mut b] {
+        let tor: u32 = read(node.dir.join("tor.pid")).trim().parse().unwrap();
+        let beside = [
+            processes(&["serve", &node.dir.join("shares").display().to_string()]),
+            processes(&["onion-auth.py", &node.dir.display().to_string()]),
+        ];
+        assert_eq!(beside.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1], "one file server and one onion-auth.py");
+        tell(node.client, "EXIT", "localhost", 8000, "");
+        // A's daemon is this test's child (run.sh became it): reaped, it is gone for Tor.
+        assert!(node.child.wait().unwrap().success());
+        wait_for("its tor to follow its daemon out", 60, || !alive(tor));
+        wait_for("the programs beside it to follow it out", 10, || beside.iter().flatten().all(|&pid| !alive(pid)));
+    }
 
     println!("private Tor network up: {network_up:?}; three nodes serving: {nodes_up:?}");
     println!("X to B (open): {x_to_b:?}; A to B: {a_to_b:?}; B to A (contacts-only): {b_to_a:?}");
     println!("A's SEND to a new peer until A's tor re-read its files: {a_reread:?}");
     println!("A to X: {a_to_x:?}; X's waiting message at A, from A's SEND: {x_to_a:?}");
+    println!("151 contacts: the descriptor listing 150 uploaded {published:?} after they were listed");
     println!("what X's daemon recorded while A was closed to it ({} tries):", tries.len());
     tries.iter().for_each(|t| println!("  {t}"));
     println!("whole test: {:?}", started.elapsed());
