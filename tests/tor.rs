@@ -311,6 +311,16 @@ fn a_contacts_only_node_is_reached_by_its_contacts_alone() {
     assert_eq!(receive(&b, &x, 1), ["x to b"]);
     let x_to_b = x_sent.elapsed();
 
+    // A has no contact yet: 45 s after X wrote, nothing from X has reached A's daemon,
+    // while X retries.
+    while x_sent.elapsed() < std::time::Duration::from_secs(45) {
+        assert!(!log(&a).contains(&x.id), "a stranger's message reached a contacts-only node");
+        std::thread::sleep(std::time::Duration::from_millis(100)); // an observation window, not a wait
+    }
+    let tries: Vec<String> = errors(&x).lines().filter(|l| l.contains(&a.id)).map(String::from).collect();
+    assert!(tries.len() >= 4, "X keeps retrying: {tries:?}");
+    assert!(!read(a.dir.join("logs/errors.log")).contains(&x.id), "nothing of X's reached A's daemon");
+
     // A and B write to each other: each is then the other's contact.
     let reloads = |n: &Node| read(n.dir.join("tor.log")).matches("Received reload signal").count();
     let (a_sent, before) = (Instant::now(), reloads(&a));
@@ -323,15 +333,10 @@ fn a_contacts_only_node_is_reached_by_its_contacts_alone() {
     send(b.client, &a.id, "b to a");
     assert_eq!(receive(&a, &b, 1), ["b to a"]);
     let b_to_a = b_sent.elapsed();
-
-    // 45 s after X wrote, nothing from X has reached A's daemon, while X retries.
-    while x_sent.elapsed() < std::time::Duration::from_secs(45) {
-        assert!(!log(&a).contains(&x.id), "a stranger's message reached a contacts-only node");
-        std::thread::sleep(std::time::Duration::from_millis(100)); // an observation window, not a wait
-    }
-    let tries: Vec<String> = errors(&x).lines().filter(|l| l.contains(&a.id)).map(String::from).collect();
-    assert!(tries.len() >= 4, "X keeps retrying: {tries:?}");
-    assert!(!read(a.dir.join("logs/errors.log")).contains(&x.id), "nothing of X's reached A's daemon");
+    // X tries again, now that A lists a contact: still nothing.
+    let x_tries = || errors(&x).lines().filter(|l| l.contains(&a.id)).count();
+    wait_for("X's next try", 70, || x_tries() > tries.len());
+    assert!(!log(&a).contains(&x.id), "X's message arrived once A had a contact");
 
     // A writes to X: X's waiting message reaches A.
     let ax_sent = Instant::now();
