@@ -158,6 +158,9 @@ fn the_derived_keys_are_rfc_7748s() {
         send(d.client, peer, "hello");
     }
     wait_for("3 queued", 10, || d.messages_log().matches("\"queued\"").count() == 3);
+    // A folder that exists, open to others (as a umask of 022 makes it): made private.
+    std::fs::create_dir_all(tordir.join("auth")).unwrap();
+    std::fs::set_permissions(tordir.join("auth"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let status = onion_auth(&log_of(&d), &tordir, &["--contacts-only", "--once"]).status().unwrap();
     assert!(status.success(), "{}", said(&tordir));
 
@@ -174,6 +177,15 @@ fn the_derived_keys_are_rfc_7748s() {
     assert_eq!(MontgomeryPoint(bob_public).mul_clamped(private).to_bytes(), shared);
     let client_file = std::fs::read_to_string(tordir.join(format!("auth/torchat-{}.auth_private", &bob_id[..56])));
     assert!(client_file.unwrap().starts_with(&format!("{}:descriptor:x25519:", &bob_id[..56])));
+    // Each file holds a key: 0600, in 0700 folders.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: PathBuf| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    for folder in ["auth", "hs/authorized_clients"] {
+        assert_eq!(mode(tordir.join(folder)), 0o700, "{folder}");
+        for file in std::fs::read_dir(tordir.join(folder)).unwrap() {
+            assert_eq!(mode(file.unwrap().path()), 0o600);
+        }
+    }
     std::fs::remove_dir_all(&tordir).unwrap();
 }
 
