@@ -228,17 +228,15 @@ fn two_nodes_chat_over_a_private_tor_network() {
     wait_for("both queued", 10, || queued(&a) == 2);
     // Its tries fail ("general SOCKS server failure": the onion is up, its daemon is
     // not) until they are a minute apart (PROTOCOL.md §6).
-    let errors = |n: &Node| std::fs::read_to_string(n.dir.join("logs/errors.log")).unwrap_or_default();
-    wait_for("tries a minute apart", 90, || errors(&a).contains("next try in 60s"));
-    assert!(errors(&a).contains("general SOCKS server failure"), "{}", errors(&a));
+    wait_for("tries a minute apart", 90, || errors_log(&a).contains("next try in 60s"));
+    assert!(errors_log(&a).contains("general SOCKS server failure"), "{}", errors_log(&a));
     // B comes back and writes: its signed message wakes A's waiting delivery.
     b = start_daemon(b.dir.clone(), base + 200, base + 210, &mut cleanup);
     send(b.client, &a.id, "I'm back");
-    let log = |n: &Node| std::fs::read_to_string(n.dir.join("logs/messages.log")).unwrap_or_default();
     let mut back_at_a = None;
     wait_for("B's message at A, then A's waiting ones at B", 60, || {
-        back_at_a = back_at_a.or(log(&a).contains("I'm back").then(Instant::now));
-        back_at_a.is_some() && log(&b).contains("while you were away 2")
+        back_at_a = back_at_a.or(messages_log(&a).contains("I'm back").then(Instant::now));
+        back_at_a.is_some() && messages_log(&b).contains("while you were away 2")
     });
     let woken = back_at_a.unwrap().elapsed();
     assert!(woken < std::time::Duration::from_secs(10), "A's messages reached B {woken:?} after B's reached A");
@@ -277,6 +275,14 @@ fn read(path: PathBuf) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
+fn messages_log(node: &Node) -> String {
+    read(node.dir.join("logs/messages.log"))
+}
+
+fn errors_log(node: &Node) -> String {
+    read(node.dir.join("logs/errors.log"))
+}
+
 /// PROTOCOL.md §11, on a private Tor network: A runs contacts-only, B and X are open.
 /// A stranger (X) cannot reach A at all until A writes to it; a contact can.
 #[test]
@@ -297,8 +303,6 @@ fn a_contacts_only_node_is_reached_by_its_contacts_alone() {
     let mut b = node_with(&top, "b", base + 200, base + 210, &["-d"], &top.join("client.torrc"), &mut cleanup);
     let x = node(&top, "x", base + 300, base + 310, &mut cleanup);
     let nodes_up = started.elapsed();
-    let (log, errors) =
-        (|n: &Node| read(n.dir.join("logs/messages.log")), |n: &Node| read(n.dir.join("logs/errors.log")));
     let listed = |n: &Node| std::fs::read_dir(n.dir.join("hs/authorized_clients")).unwrap().count();
     assert_eq!(listed(&a), 1, "closed before any contact: the key nobody holds");
     assert_eq!((listed(&b), listed(&x)), (0, 0), "open");
@@ -314,12 +318,12 @@ fn a_contacts_only_node_is_reached_by_its_contacts_alone() {
     // A has no contact yet: 45 s after X wrote, nothing from X has reached A's daemon,
     // while X retries.
     while x_sent.elapsed() < std::time::Duration::from_secs(45) {
-        assert!(!log(&a).contains(&x.id), "a stranger's message reached a contacts-only node");
+        assert!(!messages_log(&a).contains(&x.id), "a stranger's message reached a contacts-only node");
         std::thread::sleep(std::time::Duration::from_millis(100)); // an observation window, not a wait
     }
-    let tries: Vec<String> = errors(&x).lines().filter(|l| l.contains(&a.id)).map(String::from).collect();
+    let tries: Vec<String> = errors_log(&x).lines().filter(|l| l.contains(&a.id)).map(String::from).collect();
     assert!(tries.len() >= 4, "X keeps retrying: {tries:?}");
-    assert!(!read(a.dir.join("logs/errors.log")).contains(&x.id), "nothing of X's reached A's daemon");
+    assert!(!errors_log(&a).contains(&x.id), "nothing of X's reached A's daemon");
 
     // A and B write to each other: each is then the other's contact.
     let reloads = |n: &Node| read(n.dir.join("tor.log")).matches("Received reload signal").count();
@@ -334,9 +338,9 @@ fn a_contacts_only_node_is_reached_by_its_contacts_alone() {
     assert_eq!(receive(&a, &b, 1), ["b to a"]);
     let b_to_a = b_sent.elapsed();
     // X tries again, now that A lists a contact: still nothing.
-    let x_tries = || errors(&x).lines().filter(|l| l.contains(&a.id)).count();
+    let x_tries = || errors_log(&x).lines().filter(|l| l.contains(&a.id)).count();
     wait_for("X's next try", 70, || x_tries() > tries.len());
-    assert!(!log(&a).contains(&x.id), "X's message arrived once A had a contact");
+    assert!(!messages_log(&a).contains(&x.id), "X's message arrived once A had a contact");
 
     // A writes to X: X's waiting message reaches A.
     let ax_sent = Instant::now();
