@@ -110,6 +110,8 @@ class Contacts:
         self.file = None
         self.offset = 0
         self.latest = {}
+        # Counts the changes to `latest`: equal counts, the same contacts.
+        self.changes = 0
 
     def read(self):
         """Reads what was appended since the last call; how many damaged lines it skipped.
@@ -121,6 +123,7 @@ class Contacts:
                     log(f"{self.path} was replaced or cut: reading it again")
                 self.file = (stat.st_dev, stat.st_ino)
                 self.offset, self.rest, self.lines, self.latest = 0, b"", 0, {}
+                self.changes += 1
             f.seek(self.offset)
             damaged = 0
             while chunk := f.read(1 << 20):
@@ -140,6 +143,7 @@ class Contacts:
         peer = written_to(line)
         if peer:
             self.latest[peer] = self.lines
+            self.changes += 1
         return peer is False
 
 
@@ -227,6 +231,8 @@ class Keeper:
         self.said = None
         # A change Tor has not been told of: kept across a pass that failed midway.
         self.changed = False
+        # What the files were last made from (`inputs`).
+        self.made_from = None
 
     def once(self):
         """One pass. A problem is said once, not every half second, until it changes."""
@@ -248,10 +254,15 @@ class Keeper:
             log(f"{self.contacts.path}: skipped {damaged} damaged lines")
         contacts = self.contacts.latest
         secret = own_secret(self.tordir)
-        if secret:
-            self.changed |= keep(os.path.join(self.tordir, "auth"), client_files(contacts, secret))
+        missing = None if secret else f"no onion key in {self.tordir}/hs yet: client files wait for it"
+        auth = os.path.join(self.tordir, "auth")
         listed = os.path.join(self.tordir, "hs", "authorized_clients")
-        os.makedirs(listed, mode=0o700, exist_ok=True)
+        # The files follow from these alone: while they stay as they were, a pass reads
+        # no file of ours and writes none.
+        if self.inputs(secret, auth, listed) == self.made_from:
+            return missing
+        if secret:
+            self.changed |= keep(auth, client_files(contacts, secret))
         users = [n for n in os.listdir(listed) if n.endswith(".auth") and not n.startswith(PREFIX)]
         ours = {}
         if self.contacts_only:
@@ -262,9 +273,15 @@ class Keeper:
         if self.changed:
             self.say_changed(len(contacts) if secret else 0, len(ours) - 1, len(users))
             self.changed = False
-        if not secret:
-            return f"no onion key in {self.tordir}/hs yet: client files wait for it"
-        return None
+        self.made_from = self.inputs(secret, auth, listed)
+        return missing
+
+    def inputs(self, secret, auth, listed):
+        """What the files are made from: the contacts, the key, and which files the two
+        folders hold (the user's own, and ours, should one have been removed)."""
+        for folder in (auth, listed):
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+        return (self.contacts.changes, secret, sorted(os.listdir(auth)), sorted(os.listdir(listed)))
 
     def say_changed(self, clients, listed, users):
         """Tells Tor, and says what it now has."""
