@@ -6,7 +6,9 @@ program never sees a message's text, only who the user wrote to.
 Usage: onion-auth.py [--contacts-only] [--once] LOG TORDIR
 
 LOG is the daemon's messages log: a contact is a peer the user has written to (a
-"queued" record). TORDIR is the node's Tor folder, as scripts/run.sh lays it out:
+"queued" record) and has not blocked since (a "block" record, PROTOCOL.md §12): a
+blocked peer is no contact, and after an "unblock" it is one again only once the
+user writes to it. TORDIR is the node's Tor folder, as scripts/run.sh lays it out:
   TORDIR/hs/hs_ed25519_secret_key  this node's onion key, which Tor writes
   TORDIR/auth/                     Tor's ClientOnionAuthDir: a client file for each
                                    contact, so that this node reaches the contacts
@@ -44,6 +46,11 @@ SECRET_HEADER = b"== ed25519v1-secret: type0 ==\0\0\0"
 def log(text):
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     print(f"{stamp} onion-auth: {text}", file=sys.stderr, flush=True)
+
+
+def counted(n, word):
+    """`n` and `word`, plural unless n is 1: "1 contact", "2 contacts"."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def b32(key):
@@ -87,23 +94,20 @@ def own_secret(tordir):
     return data[32:64]
 
 
-def written_to(line):
-    """The peer of a "queued" record; None for any other record; False for a line that
-    is not a record."""
+def event(line):
+    """(EV, PEER) of a record of the messages log; None for a line that is not one."""
     try:
         record = json.loads(line.partition(b" ")[2])
     except ValueError:
-        return False
-    if not isinstance(record, dict) or onion_key(record.get("peer")) is None:
-        return False
-    if record.get("ev") != "queued":
         return None
-    return record["peer"]
+    if not isinstance(record, dict) or onion_key(record.get("peer")) is None:
+        return None
+    return record.get("ev"), record["peer"]
 
 
 class Contacts:
     """The contacts in the messages log, read as it grows: each id, with the number of
-    the line that last wrote to it."""
+    the line that last wrote to it; a blocked peer is none."""
 
     def __init__(self, path):
         self.path = path
@@ -138,13 +142,20 @@ class Contacts:
         return damaged
 
     def add(self, line):
-        """1 if `line` is damaged, else 0."""
+        """1 if `line` is damaged, else 0. Writing to a peer makes it a contact, blocking
+        it ends that; any other record changes nothing here."""
         self.lines += 1
-        peer = written_to(line)
-        if peer:
+        parsed = event(line)
+        if parsed is None:
+            return 1
+        ev, peer = parsed
+        if ev == "queued":
             self.latest[peer] = self.lines
             self.changes += 1
-        return peer is False
+        elif ev == "block" and peer in self.latest:
+            del self.latest[peer]
+            self.changes += 1
+        return 0
 
 
 def client_files(contacts, secret):
@@ -286,14 +297,14 @@ class Keeper:
     def say_changed(self, clients, listed, users):
         """Tells Tor, and says what it now has."""
         if self.contacts_only:
-            mode = f"contacts only: {listed} contacts listed, and a key that nobody holds"
+            mode = f"contacts only: {counted(listed, 'contact')} listed, and a key that nobody holds"
         else:
             mode = "open to everyone"
         if users:
-            mode += f" (and {users} files of your own)"
+            mode += f" (and {counted(users, 'file')} of your own)"
         why = tell_tor(self.tordir)
         told = "told tor to read them again" if why is None else f"tor not told: {why}; it reads them when it starts"
-        log(f"client files for {clients} contacts; {mode}; {told}")
+        log(f"client files for {counted(clients, 'contact')}; {mode}; {told}")
 
 
 def main(args):

@@ -11,7 +11,7 @@ use mio::Waker;
 use serde_json::json;
 use socks::Socks5Stream;
 use std::io::{self, Read, Write};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError::Timeout, Sender, SyncSender};
 use std::{net::SocketAddr, sync::Arc, thread, time::Duration};
 
 /// How long a receiver gets to acknowledge a complete RECV (PROTOCOL.md §6).
@@ -34,7 +34,8 @@ pub struct Courier {
 impl Courier {
     /// `acker`: the peer has acknowledged before, so its silence is a lost
     /// acknowledgement and the message is sent again (PROTOCOL.md §6). What it returns
-    /// wakes the delivery while it waits between tries.
+    /// wakes the delivery while it waits between tries; dropped, it ends the delivery
+    /// there, with no report.
     pub fn send(&self, peer: OnionId, next: Outgoing, acker: bool) -> io::Result<SyncSender<()>> {
         let courier = self.clone();
         // One wake-up pending at most: a second one says nothing new.
@@ -58,8 +59,10 @@ impl Courier {
             warn!("to {}: {why}; next try in {backoff}s", peer.as_str());
             // Woken, the peer has just shown it is online: try now, and start the backoff
             // over (PROTOCOL.md §6).
-            let woken = woken.recv_timeout(Duration::from_secs(backoff)).is_ok();
-            backoff = if woken { 1 } else { (backoff * 2).min(60) };
+            let woken = woken.recv_timeout(Duration::from_secs(backoff));
+            // The node dropped the other end: its peer is blocked (PROTOCOL.md §12).
+            let (Ok(()) | Err(Timeout)) = woken else { return };
+            backoff = if woken.is_ok() { 1 } else { (backoff * 2).min(60) };
         };
         // Both fail only once the reactor is gone, and then nobody is left to tell.
         let _ = self.reports.send((peer, outcome));
@@ -71,12 +74,11 @@ impl Courier {
     fn attempt(&self, to: &OnionId, next: &Outgoing) -> Result<bool, String> {
         // Signed anew at each attempt, with a time stamp to the minute (PROTOCOL.md §4).
         let ts = sys::now() / 60 * 60;
-        let (id, msg, mid, port) = (&self.me.id, &next.text, &next.mid, next.port.get());
-        let sig = self.me.sign(to, ts, mid, msg);
-        let request = json!({"cmd": "RECV", "id": id, "msg": msg, "portno": port,
-            "mid": mid, "ts": ts, "sig": sig});
+        let sig = self.me.sign(to, ts, &next.mid, &next.text);
+        let request = json!({"cmd": "RECV", "id": self.me.id, "msg": next.text,
+            "portno": next.port, "mid": next.mid, "ts": ts, "sig": sig});
         // No timeout of ours on the handshake: Tor bounds it (SocksTimeout; AUDIT.md).
-        let mut stream = match Socks5Stream::connect(self.proxy, (to.as_str(), port)) {
+        let mut stream = match Socks5Stream::connect(self.proxy, (to.as_str(), next.port.get())) {
             Ok(socks) => socks.into_inner(),
             // A SOCKS reply's failure, in RFC 1928's words as the socks crate gives them.
             Err(e) if e.kind() == io::ErrorKind::Other => return Err(e.to_string()),
@@ -90,6 +92,6 @@ impl Courier {
         // Until the peer closes, or the timeout: a 2017 daemon never answers.
         let mut reply = Vec::new();
         let _ = stream.take(MAX_REPLY as u64).read_to_end(&mut reply);
-        wire::ack(&reply, mid)
+        wire::ack(&reply, &next.mid)
     }
 }

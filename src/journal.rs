@@ -8,10 +8,10 @@ use crate::wire::{self, Record};
 use crate::{node::state::State, sys};
 use log::{warn, LevelFilter};
 use simplelog::{CombinedLogger, ConfigBuilder, SharedLogger, WriteLogger};
-use std::fs::{self, File, OpenOptions, Permissions};
+use std::fs::{self, File, Permissions};
 use std::io::{self, BufRead, BufReader, LineWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::{fmt::Display, iter, path::Path};
 
 const MESSAGES: &str = "messages.log";
 const ERRORS: &str = "errors.log";
@@ -26,13 +26,13 @@ pub struct Journal {
     synced: u64,
 }
 
-fn failed(what: &str, path: &Path, e: impl std::fmt::Display) -> String {
+fn failed(what: &str, path: &Path, e: impl Display) -> String {
     format!("cannot {what} {}: {e}", path.display())
 }
 
 /// Opened to append and read; 0600, whatever the umask and whoever made it.
 fn private(path: &Path) -> Result<File, String> {
-    let file = OpenOptions::new().create(true).append(true).read(true).mode(0o600).open(path);
+    let file = File::options().create(true).append(true).read(true).mode(0o600).open(path);
     let file = file.map_err(|e| failed("open", path, e))?;
     file.set_permissions(Permissions::from_mode(0o600)).map_err(|e| failed("chmod", path, e))?;
     Ok(file)
@@ -105,7 +105,7 @@ impl Journal {
 
     /// A conversation's records, newest first: from its latest, `at`, along `prev`.
     pub fn back(&self, mut at: Option<u64>) -> impl Iterator<Item = Record> + '_ {
-        std::iter::from_fn(move || {
+        iter::from_fn(move || {
             let pos = at?;
             let rec = self.read(pos).ok()?;
             // A chain only goes back: anything else is damage, not a loop to follow.
@@ -122,9 +122,7 @@ pub fn open_errors_log(dir: &Path) -> Result<(), String> {
     folder(dir)?;
     let errors = LineWriter::new(private(&dir.join(ERRORS))?);
     let config = ConfigBuilder::new().set_time_format_rfc3339().build();
-    let loggers: Vec<Box<dyn SharedLogger>> = vec![
-        WriteLogger::new(LevelFilter::Info, config.clone(), errors),
-        WriteLogger::new(LevelFilter::Error, config, io::stderr()),
-    ];
-    CombinedLogger::init(loggers).map_err(|e| e.to_string())
+    let info: Box<dyn SharedLogger> = WriteLogger::new(LevelFilter::Info, config.clone(), errors);
+    let error = WriteLogger::new(LevelFilter::Error, config, io::stderr());
+    CombinedLogger::init(vec![info, error]).map_err(|e| e.to_string())
 }

@@ -1,12 +1,11 @@
 //! TORchat's parts (AUDIT.md has the map). They form a library so that the fuzz
 //! targets (tests/fuzz) reach the parsers; main.rs wires them together.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod delivery;
 pub mod journal;
 pub mod node;
 pub mod onion;
 pub mod reactor;
-#[allow(unsafe_code)]
 pub mod sys;
 pub mod wire;

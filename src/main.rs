@@ -1,13 +1,14 @@
 //! TORchat: a peer-to-peer chat daemon for Tor onion services. This file only reads the
 //! command line and wires the parts together.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 use getopts::{Matches, Options};
 use mio::{net::TcpListener, Poll, Waker};
 use nix::sys::resource::{getrlimit, setrlimit, Resource::RLIMIT_NOFILE};
 use nix::sys::socket::{listen, Backlog};
 use std::sync::{mpsc, Arc};
-use std::{fmt::Display, net::SocketAddr, path::Path, process::exit, str::FromStr};
+use std::time::Duration;
+use std::{fmt::Display, net::SocketAddr, path::PathBuf, process::exit, str::FromStr};
 use torchat::journal::{self, Journal};
 use torchat::node::state::{self, Limits};
 use torchat::onion::Identity;
@@ -53,7 +54,8 @@ fn main() {
     options.optopt("", "max-unread", "unread messages per contact, unsent per peer (1000)", "N");
     options.optopt("", "max-strangers", "strangers with unread messages (50)", "N");
     options.optopt("", "stranger-unread", "unread messages per stranger (10)", "N");
-    let m = options.parse(std::env::args().skip(1)).unwrap_or_else(|e| fail(2, &e.to_string()));
+    let args = std::env::args().skip(1);
+    let m = options.parse(args).unwrap_or_else(|e| fail(2, &e.to_string()));
     if m.opt_present("help") {
         return print!("{}", options.usage(USAGE));
     }
@@ -67,7 +69,7 @@ fn main() {
         stranger_unread: count(&m, "stranger-unread", 10),
     };
     let max_conns = count(&m, "max-conns", 1000);
-    let idle = std::time::Duration::from_secs(count(&m, "idle", 20));
+    let idle = Duration::from_secs(count(&m, "idle", 20));
     let proxy = opt(&m, "socks", SocketAddr::from(([127, 0, 0, 1], 9250)));
     let give_up = count(&m, "give-up", 86400);
     // Both ports full, a SOCKS connection per peer, and a few files of our own.
@@ -77,25 +79,24 @@ fn main() {
         fail(2, &format!("--max-conns: {needed} open files needed, the hard limit is {hard}"))
     }
     must(setrlimit(RLIMIT_NOFILE, soft.max(needed), hard), "cannot raise the open files limit");
-    let hostname = m.opt_str("hostname").unwrap_or_else(|| "tor/hs/hostname".into());
-    let me = Identity::load(Path::new(&hostname)).unwrap_or_else(|e| fail(1, &e));
-    let dir = m.opt_str("logs").unwrap_or_else(|| "logs".into());
-    journal::open_errors_log(Path::new(&dir)).unwrap_or_else(|e| fail(1, &e));
-    let (journal, state) = Journal::open(Path::new(&dir)).unwrap_or_else(|e| fail(1, &e));
+    let hostname: PathBuf = opt(&m, "hostname", "tor/hs/hostname".into());
+    let me = Identity::load(&hostname).unwrap_or_else(|e| fail(1, &e));
+    let dir: PathBuf = opt(&m, "logs", "logs".into());
+    journal::open_errors_log(&dir).unwrap_or_else(|e| fail(1, &e));
+    let (journal, state) = Journal::open(&dir).unwrap_or_else(|e| fail(1, &e));
     let listeners = [listen_on(port, "clients"), listen_on(peer_port, "peers")];
     let addr = |i: usize| listeners[i].local_addr().map_or(String::new(), |a| a.to_string());
     println!("TORchat {}: clients on {}, peers on {}", me.id.as_str(), addr(0), addr(1));
     if m.opt_present("daemon") {
-        if let Some(child) = must(sys::detach(), "cannot detach") {
-            return println!("detached: pid {child}");
-        }
+        must(sys::detach(), "cannot detach");
     }
     let poll = must(Poll::new(), "cannot poll");
     let waker = Arc::new(must(Waker::new(poll.registry(), reactor::WAKE), "cannot poll"));
     let (reports_to, reports) = mpsc::channel();
     let courier = Courier { me: Arc::new(me), proxy, give_up, reports: reports_to, waker };
     let node = Node::new(journal, state, limits, courier);
-    if let Err(e) = (Reactor { poll, listeners, reports, node, max_conns, idle }).run() {
+    let reactor = Reactor { poll, listeners, reports, node, max_conns, idle };
+    if let Err(e) = reactor.run() {
         log::error!("{e}"); // to the errors log and to stderr
         exit(1);
     }

@@ -6,13 +6,14 @@
 
 use crate::delivery::{Courier, Report};
 use crate::onion::{self, OnionId};
-use crate::wire::{self, Event, Port, Record, Recv, Request, Text, Unsendable};
+use crate::wire::{self, Command, Event, Port, Record, Recv, Request, Sendable};
 use crate::{journal::Journal, sys};
 use log::{error, warn};
 use serde_json::{json, Value};
-use state::{Limits, State};
+use state::{Limits, Outgoing, State};
 use std::collections::{HashMap, VecDeque};
-use std::{fs::File, io::Read, num::NonZeroU16, sync::mpsc::Receiver, sync::mpsc::SyncSender};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::{fs::File, io::Read, num::NonZeroU16};
 
 pub mod state;
 
@@ -53,15 +54,19 @@ impl Node {
         let reply = match wire::request(port, buf, ended)? {
             Err(why) => self.refuse(&why),
             Ok(Request::Recv(recv)) => self.receive(recv),
-            Ok(Request::Send { id, portno, msg }) => self.queue(id, portno, msg),
-            Ok(Request::Update { msg: peer }) => self.update(peer),
-            Ok(Request::History { id, msg: n }) => self.history(id, n),
-            Ok(Request::GetPeers) => self.peers(),
-            Ok(Request::Host) => json!({"cmd": "HOST", "id": me.id, "msg": me.id.short()}),
-            Ok(Request::Exit) => {
-                self.exit = true;
-                json!({"cmd": "EXIT", "msg": ""})
-            }
+            Ok(Request::Client(cmd)) => match cmd {
+                Command::Send { id, portno, msg } => self.queue(id, portno, msg),
+                Command::Update { msg: peer } => self.update(peer),
+                Command::History { id, msg: n } => self.history(id, n.0),
+                Command::GetPeers => self.peers(),
+                Command::Host => json!({"cmd": "HOST", "id": me.id, "msg": me.id.short()}),
+                Command::Block { id } => self.block(id, Event::Block, "BLOCK"),
+                Command::Unblock { id } => self.block(id, Event::Unblock, "UNBLOCK"),
+                Command::Exit => {
+                    self.exit = true;
+                    json!({"cmd": "EXIT", "msg": ""})
+                }
+            },
         };
         Some(wire::encode(&reply))
     }
@@ -122,37 +127,40 @@ impl Node {
     }
 
     fn receive(&mut self, recv: Recv) -> Value {
-        let mid = recv.mid.as_ref().map(|m| m.0.clone());
-        let acked = mid.as_deref().unwrap_or_default();
+        let acked = recv.mid.as_ref().map_or("", |m| &m.0);
         let ack = json!({"cmd": "END", "id": self.courier.me.id, "msg": acked});
-        match self.admit(&recv) {
+        match self.admit(&recv, acked) {
             Err(why) => return self.refuse(&format!("RECV from {}: {why}", recv.from.as_str())),
             Ok(false) => return ack,
             Ok(true) => {}
         }
         // A message its sender signed shows it is online now: a delivery to it waiting
         // between tries goes at once (PROTOCOL.md §6). Anyone can claim an unsigned id.
-        if let Some(wake) = self.busy.get(&recv.from).filter(|_| recv.signed.is_some()) {
+        let verified = recv.signed.is_some();
+        if let Some(wake) = self.busy.get(&recv.from).filter(|_| verified) {
             let _ = wake.try_send(());
         }
-        let ev = Event::Recv { msg: recv.text.0, mid, verified: recv.signed.is_some() };
+        let ev = Event::Recv { msg: recv.text.0, mid: recv.mid.map(|m| m.0), verified };
         self.reply_after(recv.from, ev, ack)
     }
 
-    /// Whether to store `recv`: false for a retry of the last message stored from its
-    /// sender. Cheap checks first, the signature last (PROTOCOL.md §5), so that a flood
-    /// which a bound refuses costs little.
-    fn admit(&self, recv: &Recv) -> Result<bool, String> {
-        let (from, mid) = (&recv.from, recv.mid.as_ref().map_or("", |m| &m.0));
+    /// Whether to store `recv`, whose mid is `mid` ("" if none): false for a retry of
+    /// the last message stored from its sender, and for a blocked sender's, which is
+    /// acknowledged all the same so that it learns nothing (PROTOCOL.md §12). Cheap
+    /// checks first, the signature last (PROTOCOL.md §5), so that a flood which a bound
+    /// refuses costs little.
+    fn admit(&self, recv: &Recv, mid: &str) -> Result<bool, String> {
+        let from = &recv.from;
+        let retry = self.state.mids.get(from).is_some_and(|last| last == mid);
+        if retry || self.state.blocked.contains(from) {
+            return Ok(false);
+        }
         let skew = recv.signed.map_or(0, |(ts, _)| ts.abs_diff(sys::now()));
         if skew > SKEW {
             return Err(format!("\"ts\" is {skew}s away from this node's clock (at most {SKEW}s)"));
         }
         if recv.signed.is_none() && self.state.signers.contains(from) {
             return Err("this peer signs its messages".into());
-        }
-        if self.state.mids.get(from).is_some_and(|last| last == mid) {
-            return Ok(false);
         }
         self.state.admit(from, &self.limits)?;
         if let Some((ts, sig)) = &recv.signed {
@@ -161,8 +169,8 @@ impl Node {
         Ok(true)
     }
 
-    fn queue(&mut self, peer: OnionId, port: NonZeroU16, msg: Result<Text, Unsendable>) -> Value {
-        let msg = match (msg, self.state.admit_send(&peer, &self.limits)) {
+    fn queue(&mut self, peer: OnionId, port: NonZeroU16, msg: Sendable) -> Value {
+        let msg = match (msg.0, self.state.admit_send(&peer, &self.limits)) {
             (Ok(text), Ok(())) => text.0,
             (Ok(text), Err(why)) => return self.unsent(peer, why.into(), text.0),
             (Err((why, start)), _) => return self.unsent(peer, why, start),
@@ -174,7 +182,8 @@ impl Node {
         }
         let mid = format!("{:032x}", u128::from_be_bytes(bytes));
         let queued = json!({"cmd": "SEND", "id": peer, "msg": mid});
-        let reply = self.reply_after(peer.clone(), Event::Queued { mid, port, msg }, queued);
+        let ev = Event::Queued { mid, port, msg };
+        let reply = self.reply_after(peer.clone(), ev, queued);
         self.dispatch(&peer);
         reply
     }
@@ -190,11 +199,26 @@ impl Node {
         refusal
     }
 
+    /// BLOCK or UNBLOCK `peer`, recorded as `ev` (PROTOCOL.md §12). What waits for a peer
+    /// being blocked fails first, so that HISTORY says so, and its delivery, dropped
+    /// from `busy`, is not tried again; an unblocked peer has neither.
+    fn block(&mut self, peer: OnionId, ev: Event, cmd: &str) -> Value {
+        self.busy.remove(&peer);
+        let queued = self.state.outbox.get(&peer).cloned().unwrap_or_default();
+        let failed = |o: Outgoing| Event::Failed { mid: o.mid, why: "blocked".into(), msg: o.text };
+        let mut events = queued.into_iter().map(failed).chain([ev]);
+        match events.try_for_each(|ev| self.record(peer.clone(), ev)) {
+            Ok(()) => json!({"cmd": cmd, "id": peer, "msg": ""}),
+            Err(e) => self.failure(e),
+        }
+    }
+
     /// Hands the peer's oldest waiting message to a delivery thread, unless one has it.
     fn dispatch(&mut self, peer: &OnionId) {
         let next = self.state.outbox.get(peer).and_then(VecDeque::front);
         let Some(next) = next.filter(|_| !self.busy.contains_key(peer)) else { return };
-        match self.courier.send(peer.clone(), next.clone(), self.state.ackers.contains(peer)) {
+        let acker = self.state.ackers.contains(peer);
+        match self.courier.send(peer.clone(), next.clone(), acker) {
             Ok(wake) => _ = self.busy.insert(peer.clone(), wake),
             Err(e) => error!("cannot start a delivery thread: {e}"),
         }
@@ -221,7 +245,8 @@ impl Node {
     fn history(&self, peer: OnionId, n: usize) -> Value {
         let (mut lines, mut cut) = (VecDeque::new(), 0);
         let (mut room, mut outcome) = (wire::MAX_REPLY - 200, HashMap::new());
-        for Record { t, ev, .. } in self.journal.back(self.state.last.get(&peer).copied()) {
+        let latest = self.state.last.get(&peer).copied();
+        for Record { t, ev, .. } in self.journal.back(latest) {
             if lines.len() + cut >= n.min(1000) {
                 break;
             }
@@ -253,7 +278,8 @@ impl Node {
             room -= size;
             lines.push_front(line);
         }
-        json!({"cmd": "HISTORY", "id": peer, "msg": "", "lines": lines, "cut": cut})
+        json!({"cmd": "HISTORY", "id": peer, "msg": "", "lines": lines, "cut": cut,
+            "blocked": self.state.blocked.contains(&peer)})
     }
 
     /// 40 peers with unread messages, contacts first so that the 2017 client, which
@@ -268,8 +294,8 @@ impl Node {
         let ids: Vec<&str> = shown.iter().map(|p| p.as_str()).collect();
         let counts: Vec<usize> = shown.iter().map(|p| unread[*p].len()).collect();
         let contacts = shown.iter().filter(|p| contacts.contains(*p)).count();
-        let (msg, cut) = (ids.join(","), waiting.len() - shown.len());
-        json!({"cmd": "GET_PEERS", "msg": msg, "cut": cut, "unread": counts, "contacts": contacts})
+        json!({"cmd": "GET_PEERS", "msg": ids.join(","), "cut": waiting.len() - shown.len(),
+            "unread": counts, "contacts": contacts})
     }
 }
 

@@ -8,7 +8,7 @@ use ed25519_dalek::hazmat::{raw_sign, ExpandedSecretKey};
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{de::Error, Deserialize, Deserializer, Serialize};
 use sha3::{Digest, Sha3_256};
-use std::{io::Read, os::unix::fs::MetadataExt, path::Path};
+use std::{fmt::Display, fs, io::Read, os::unix::fs::MetadataExt, path::Path};
 use zeroize::Zeroizing;
 
 /// A v3 onion id in canonical form: 56 lower-case base32 characters + ".onion".
@@ -76,23 +76,24 @@ impl Identity {
     /// it; refused unless the key is private to this user, as Tor writes it, and its
     /// public key is the id.
     pub fn load(hostname: &Path) -> Result<Identity, String> {
+        let shown = hostname.display();
+        let text = fs::read_to_string(hostname);
         let hint = "is tor running? see --hostname";
-        let text = std::fs::read_to_string(hostname);
-        let text = text.map_err(|e| format!("cannot read {}: {e} ({hint})", hostname.display()))?;
-        let id = OnionId::parse(&text).map_err(|e| format!("{}: {e}", hostname.display()))?;
+        let text = text.map_err(|e| format!("cannot read {shown}: {e} ({hint})"))?;
+        let id = OnionId::parse(&text).map_err(|e| format!("{shown}: {e}"))?;
         let path = hostname.with_file_name("hs_ed25519_secret_key");
-        let fail = |why: &str| format!("{}: {why}", path.display());
-        let file = std::fs::File::open(&path).map_err(|e| fail(&e.to_string()))?;
-        let meta = file.metadata().map_err(|e| fail(&e.to_string()))?;
+        let fail = |why: &dyn Display| format!("{}: {why}", path.display());
+        let file = fs::File::open(&path).map_err(|e| fail(&e))?;
+        let meta = file.metadata().map_err(|e| fail(&e))?;
         if meta.mode() & 0o077 != 0 {
-            return Err(fail("other users can read it: chmod 600 it, as Tor does"));
+            return Err(fail(&"other users can read it: chmod 600 it, as Tor does"));
         }
         // The copy read from the file is wiped when dropped, as `secret` is.
         let mut bytes = Zeroizing::new(Vec::new());
-        file.take(97).read_to_end(&mut bytes).map_err(|e| fail(&e.to_string()))?;
+        file.take(97).read_to_end(&mut bytes).map_err(|e| fail(&e))?;
         let key = bytes.strip_prefix(SECRET_HEADER).and_then(|k| <&[u8; 64]>::try_from(k).ok());
         let secret = key.map(ExpandedSecretKey::from_bytes);
-        let secret = secret.ok_or_else(|| fail("not a Tor ed25519 secret key"))?;
+        let secret = secret.ok_or_else(|| fail(&"not a Tor ed25519 secret key"))?;
         if VerifyingKey::from(&secret).to_bytes() != id.key() {
             return Err(fail(&format!("this is not the key of {} (wrong folder?)", id.as_str())));
         }

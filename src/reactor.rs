@@ -13,10 +13,11 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGXFSZ};
 use signal_hook_mio::v1_0::Signals;
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::{sync::mpsc::Receiver, time::Duration, time::Instant};
 
-/// Tokens 0 and 1 are the listeners, numbered as `Port`; connections count up from 4.
+/// Tokens 0 and 1 are the listeners, numbered as `Port`; a connection's token is even
+/// for the client port and odd for the peer port, from 4 up.
 pub const WAKE: Token = Token(2);
 const SIGNALS: Token = Token(3);
 /// How long a connection of a full port has to send its request before a newcomer may
@@ -43,6 +44,7 @@ struct Conns {
     /// Each port's connections (indexed as `Port`) in accept order, since tokens count
     /// up: the first is the oldest.
     reading: [BTreeMap<Token, Conn>; 2],
+    /// Counts the connections accepted, from 2 up.
     next: usize,
     /// Replies of this round, waiting for the records they depend on to be synced.
     replies: Vec<(TcpStream, Vec<u8>)>,
@@ -55,7 +57,7 @@ impl Reactor {
         }
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGXFSZ])?;
         self.poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
-        let mut conns = Conns { next: 4, ..Conns::default() };
+        let mut conns = Conns { next: 2, ..Conns::default() };
         let mut events = Events::with_capacity(1024);
         // SIGINT and SIGTERM stop the loop. SIGHUP (logrotate's) needs nothing done, and
         // SIGXFSZ is caught so that a write past a file size limit fails, and is
@@ -65,14 +67,14 @@ impl Reactor {
             let due = conns.reading.iter().filter_map(|r| self.due(r)).min();
             let wait = due.map(|at| at.saturating_duration_since(Instant::now()));
             match self.poll.poll(&mut events, wait) {
-                Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
+                Err(e) if e.kind() != ErrorKind::Interrupted => return Err(e),
                 _ => {}
             }
             for event in events.iter() {
+                // A listener's event needs nothing here: every round accepts (below), as
+                // a full port leaves connections in its listen queue, and no new event
+                // comes for those. `readable` knows no listener's token.
                 match event.token() {
-                    // Every round accepts (below): a full port leaves connections in its
-                    // listen queue, and no new event comes for those.
-                    Token(0) | Token(1) => {}
                     WAKE => self.node.delivered(&self.reports),
                     // `any` stops at a stop, or reads every pending signal.
                     SIGNALS => self.node.exit |= signals.pending().any(stops),
@@ -114,7 +116,7 @@ impl Reactor {
             // Until WouldBlock: mio's events are edge-triggered.
             let (mut sock, _) = match self.listeners[port as usize].accept() {
                 Ok(accepted) => accepted,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) => return error!("accept: {e}"),
             };
             // The oldest gives way only now, when somebody is known to wait.
@@ -122,7 +124,7 @@ impl Reactor {
                 let (_, oldest) = reading.pop_first().expect("a full port has connections");
                 self.close(oldest, "busy, try later");
             }
-            let token = Token(conns.next);
+            let token = Token(conns.next * 2 + port as usize);
             conns.next += 1;
             if let Err(e) = self.poll.registry().register(&mut sock, token, Interest::READABLE) {
                 error!("register: {e}");
@@ -138,14 +140,14 @@ impl Reactor {
     }
 
     fn readable(&mut self, conns: &mut Conns, token: Token) {
-        let port = if conns.reading[0].contains_key(&token) { Port::Client } else { Port::Peer };
+        let port = [Port::Client, Port::Peer][token.0 % 2];
         let reading = &mut conns.reading[port as usize];
         let Some((sock, buf, _)) = reading.get_mut(&token) else { return };
         // What the socket holds, up to just over MAX_REQUEST bytes; the request has ended
         // unless more may come.
         let room = (MAX_REQUEST + 1).saturating_sub(buf.len());
         let read = sock.take(room as u64).read_to_end(buf);
-        let ended = !matches!(read, Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+        let ended = !matches!(read, Err(e) if e.kind() == ErrorKind::WouldBlock);
         let Some(reply) = self.node.serve(port, buf, ended) else { return };
         let (sock, ..) = reading.remove(&token).expect("it was read from above");
         conns.replies.push((sock, reply));

@@ -1,23 +1,22 @@
-//! The system: wall-clock time, and the daemon's only `unsafe` block (AUDIT.md,
-//! "Unsafe code"), fork(2). nix checks every return value of the libc calls.
+//! The system: wall-clock time, and becoming a daemon. The daemon has no `unsafe`
+//! code; nix checks every return value of the libc calls.
 
 use chrono::{DateTime, Local, Utc};
-use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, fork, setsid, ForkResult, Pid};
+use nix::unistd::{daemon, dup2_stderr, dup2_stdin, dup2_stdout, getpid};
+use std::{fs::File, io};
 
-/// The classic Unix daemon: fork; Some(child's PID) in the parent, None in the child,
-/// which leads a new session with its standard streams on /dev/null.
-pub fn detach() -> std::io::Result<Option<Pid>> {
-    let null = std::fs::File::options().read(true).write(true).open("/dev/null")?;
-    // SAFETY: called before any other thread exists, so the child's copy of this
-    // process is consistent (no lock is held by a thread that does not exist there).
-    if let ForkResult::Parent { child } = unsafe { fork() }? {
-        return Ok(Some(child));
-    }
-    setsid()?;
+/// The classic Unix daemon, daemon(3): the parent exits, and the child, leading a new
+/// session, says its PID, then puts its standard streams on /dev/null. daemon(3)
+/// forks, so it is called before any other thread exists: the child's copy of the
+/// process is then consistent (no lock is held by a thread that is not there).
+pub fn detach() -> io::Result<()> {
+    let null = File::options().read(true).write(true).open("/dev/null")?;
+    daemon(true, true)?;
+    println!("detached: pid {}", getpid());
     dup2_stdin(&null)?;
     dup2_stdout(&null)?;
     dup2_stderr(&null)?;
-    Ok(None)
+    Ok(())
 }
 
 /// UNIX time in seconds; 0 for a clock set before 1970.

@@ -22,42 +22,51 @@ pub const MAX_TEXT: usize = 3000;
 pub const MAX_REQUEST: usize = 16384;
 
 /// The listener a request came in on (PROTOCOL.md §1).
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 pub enum Port {
     Client,
     Peer,
 }
 
 /// A message's text: not empty, at most MAX_TEXT bytes as it stands in a reply.
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
 pub struct Text(pub String);
 
-impl Text {
+impl TryFrom<String> for Text {
+    type Error = String;
+
     /// Err: why `text` cannot be a message.
-    fn new(text: String) -> Result<Text, String> {
+    fn try_from(text: String) -> Result<Text, String> {
         match serde_json::to_string(&text).map_or(0, |s| s.len() - 2) {
-            0 => Err("empty message".to_string()),
+            0 => Err("empty message".into()),
             n if n > MAX_TEXT => Err(format!("message too long: {n} bytes, at most {MAX_TEXT}")),
             _ => Ok(Text(text)),
         }
     }
 }
 
-impl<'de> Deserialize<'de> for Text {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
-        Text::new(String::deserialize(d)?).map_err(D::Error::custom)
+/// A SEND's text, or what its notice says (PROTOCOL.md §9), since the 2017 client never
+/// reads the refusal: why the text cannot be sent, and its start, which the notice quotes.
+pub struct Sendable(pub Result<Text, (String, String)>);
+
+impl<'de> Deserialize<'de> for Sendable {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Sendable, D::Error> {
+        let text = String::deserialize(d)?;
+        // At most 6 bytes a character once escaped: the start fits where a text does.
+        let start = text.chars().take(MAX_TEXT / 6).collect();
+        Ok(Sendable(Text::try_from(text).map_err(|why| (why, start))))
     }
 }
 
-/// A text that a SEND cannot carry: why, and its start, which the notice quotes.
-pub type Unsendable = (String, String);
+/// HISTORY's count of lines, which comes as a decimal string.
+pub struct Lines(pub usize);
 
-/// A SEND's text, or what its notice says (PROTOCOL.md §9): the 2017 client never reads
-/// the refusal.
-fn sendable<'de, D: Deserializer<'de>>(d: D) -> Result<Result<Text, Unsendable>, D::Error> {
-    let text = String::deserialize(d)?;
-    // At most 6 bytes a character once escaped: the start fits where a text does.
-    let start = text.chars().take(MAX_TEXT / 6).collect();
-    Ok(Text::new(text).map_err(|why| (why, start)))
+impl<'de> Deserialize<'de> for Lines {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Lines, D::Error> {
+        let n = String::deserialize(d)?.trim().parse();
+        n.map(Lines).map_err(|_| D::Error::custom("expected a number of lines"))
+    }
 }
 
 /// A message id (PROTOCOL.md §4): 32 lower-case hex digits.
@@ -67,46 +76,37 @@ impl<'de> Deserialize<'de> for Mid {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Mid, D::Error> {
         let mid = String::deserialize(d)?;
         let hex = |b| matches!(b, b'0'..=b'9' | b'a'..=b'f');
-        match mid.len() == 32 && mid.bytes().all(hex) {
-            true => Ok(Mid(mid)),
-            false => Err(D::Error::custom("\"mid\": expected 32 hex digits")),
-        }
+        let valid = mid.len() == 32 && mid.bytes().all(hex);
+        valid.then_some(Mid(mid)).ok_or_else(|| D::Error::custom("\"mid\": expected 32 hex digits"))
     }
 }
 
-/// The client port's commands, keys named as on the wire; unknown keys are ignored.
+/// A request, as the port it came in on allows it (PROTOCOL.md §1): parsed as this
+/// type, it is the peer port's only command, RECV, and anything else is an unknown
+/// variant; the client port's are parsed as `Command`s.
 #[derive(Deserialize)]
 #[serde(tag = "cmd", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Request {
+    Recv(Recv),
+    #[serde(skip)]
+    Client(Command),
+}
+
+/// The client port's commands, keys named as on the wire; unknown keys are ignored.
+/// UPDATE's `msg` is the peer; HISTORY's, how many lines with peer `id`; SEND's
+/// `portno`, a peer's virtual port, is never 0. BLOCK and UNBLOCK: whether peer `id` is
+/// heard (PROTOCOL.md §12).
+#[derive(Deserialize)]
+#[serde(tag = "cmd", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Command {
     Host,
     GetPeers,
     Exit,
-    /// `msg`: the peer.
-    Update {
-        msg: OnionId,
-    },
-    /// The last `msg` lines with peer `id`.
-    History {
-        id: OnionId,
-        #[serde(deserialize_with = "lines")]
-        msg: usize,
-    },
-    Send {
-        id: OnionId,
-        /// A peer's virtual port: 0 is not one.
-        portno: NonZeroU16,
-        #[serde(deserialize_with = "sendable")]
-        msg: Result<Text, Unsendable>,
-    },
-    #[serde(skip)]
-    Recv(Recv),
-}
-
-/// The peer port's only command (PROTOCOL.md §1): anything else is an unknown variant.
-#[derive(Deserialize)]
-#[serde(tag = "cmd", rename_all = "SCREAMING_SNAKE_CASE")]
-enum PeerCmd {
-    Recv(Recv),
+    Update { msg: OnionId },
+    History { id: OnionId, msg: Lines },
+    Send { id: OnionId, portno: NonZeroU16, msg: Sendable },
+    Block { id: OnionId },
+    Unblock { id: OnionId },
 }
 
 /// A peer's message; `from` is who it claims to be from. A 2017 peer does not sign.
@@ -148,12 +148,6 @@ fn signature<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Signature>, D::Er
     Ok(Some(Signature::from_bytes(&sig)))
 }
 
-/// HISTORY's count comes as a decimal string.
-fn lines<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    let n = String::deserialize(d)?.trim().parse();
-    n.map_err(|_| D::Error::custom("expected a number of lines"))
-}
-
 /// The request in `buf`; `None` while it is incomplete and more may come (the sender
 /// has not `ended`, and MAX_REQUEST is not reached). Bytes after the first JSON value
 /// are ignored (PROTOCOL.md §2). Err: why it is refused.
@@ -164,8 +158,8 @@ pub fn request(port: Port, buf: &[u8], ended: bool) -> Option<Result<Request, St
     let start = buf.iter().find(|b| !b.is_ascii_whitespace());
     let parsed = match port {
         _ if start.is_some_and(|&b| b != b'{') => Err(Error::custom("expected a JSON object")),
-        Port::Client => Request::deserialize(&mut json),
-        Port::Peer => PeerCmd::deserialize(&mut json).map(|PeerCmd::Recv(r)| Request::Recv(r)),
+        Port::Client => Command::deserialize(&mut json).map(Request::Client),
+        Port::Peer => Request::deserialize(&mut json),
     };
     match parsed {
         Err(e) if e.is_eof() && buf.len() > MAX_REQUEST => {
@@ -206,7 +200,6 @@ pub struct Record {
     pub peer: OnionId,
     #[serde(flatten)]
     pub ev: Event,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev: Option<u64>,
 }
 
@@ -214,7 +207,8 @@ pub struct Record {
 /// peer. read: the client was shown the peer's oldest unread item. queued: the user's
 /// message, waiting for delivery. unconfirmed: written in full to a peer that never
 /// acknowledges (a 2017 daemon). failed: not delivered (given up, or a SEND refused
-/// at once); the record is itself an unread notice.
+/// at once); the record is itself an unread notice. block, unblock: whether the peer
+/// is heard (PROTOCOL.md §12).
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "ev", rename_all = "lowercase")]
 pub enum Event {
@@ -224,6 +218,8 @@ pub enum Event {
     Delivered { mid: String },
     Unconfirmed { mid: String },
     Failed { mid: String, why: String, msg: String },
+    Block,
+    Unblock,
 }
 
 /// A line of the messages log: `STAMP JSON`.

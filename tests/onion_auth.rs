@@ -214,7 +214,7 @@ fn tor_holds_a_new_contacts_keys_within_seconds_and_bad_input_is_said() {
     let took = sent.elapsed();
     let point = CompressedEdwardsY(onion_key(&peer.id)).decompress().unwrap();
     assert_eq!(key_in(&auth_file(&tordir, &peer.id)), point.to_montgomery().to_bytes());
-    assert!(said(&tordir).contains("1 contacts listed, and a key that nobody holds; told tor to read them again"));
+    assert!(said(&tordir).contains("1 contact listed, and a key that nobody holds; told tor to read them again"));
 
     // 151 contacts: the 150 written to most recently are listed, the first one is not.
     let many: Vec<String> = (0..150).map(|_| onion_id()).collect();
@@ -232,7 +232,7 @@ fn tor_holds_a_new_contacts_keys_within_seconds_and_bad_input_is_said() {
     std::fs::write(&mine, "descriptor:x25519:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n").unwrap();
     send(d.client, &many[0], "again");
     wait_for("room made for the user's file", 10, || {
-        said(&tordir).contains("149 contacts listed, and a key that nobody holds (and 1 files of your own)")
+        said(&tordir).contains("149 contacts listed, and a key that nobody holds (and 1 file of your own)")
     });
     assert!(mine.exists() && listed(&tordir).len() == 151);
     assert!(auth_file(&tordir, &many[0]).exists(), "written to again: among the newest");
@@ -283,7 +283,7 @@ fn an_open_node_lists_nobody_of_ours_and_keeps_its_client_files() {
     assert_eq!(listed(&tordir).len(), 3);
     assert!(onion_auth(&log_of(&d), &tordir, &["--once"]).status().unwrap().success());
     assert_eq!(listed(&tordir), ["mine.auth"]);
-    assert!(said(&tordir).contains("open to everyone (and 1 files of your own); told tor to read them again"));
+    assert!(said(&tordir).contains("open to everyone (and 1 file of your own); told tor to read them again"));
     let own = BASE64.encode(&std::fs::read(tordir.join("hs/hs_ed25519_secret_key")).unwrap()[32..64]);
     wait_for("tor to hold the contact's client key", 5, || tor.client_keys() == [(peer.id.clone(), own.clone())]);
     // A usage mistake is said, not guessed at.

@@ -28,11 +28,14 @@ pub struct Outgoing {
     pub t: u64,
 }
 
+/// A queue per peer.
+type Queues<T> = HashMap<OnionId, VecDeque<T>>;
+
 #[derive(Default)]
 pub struct State {
     /// Offsets of unread `recv` and `failed` records, oldest first.
-    pub(super) unread: HashMap<OnionId, VecDeque<u64>>,
-    pub(super) outbox: HashMap<OnionId, VecDeque<Outgoing>>,
+    pub(super) unread: Queues<u64>,
+    pub(super) outbox: Queues<Outgoing>,
     /// Peers that have acknowledged a message: they speak PROTOCOL.md §6.
     pub(super) ackers: HashSet<OnionId>,
     /// Peers the user has written to (PROTOCOL.md §5).
@@ -42,6 +45,8 @@ pub struct State {
     /// The mid of the last message stored from each peer: a RECV that repeats it is a
     /// retry whose acknowledgement was lost (PROTOCOL.md §4).
     pub(super) mids: HashMap<OnionId, String>,
+    /// Peers the user no longer hears (PROTOCOL.md §12): no contacts, never unread.
+    pub(super) blocked: HashSet<OnionId>,
     /// Each peer's latest record: where its HISTORY starts.
     pub(super) last: HashMap<OnionId, u64>,
 }
@@ -54,45 +59,40 @@ impl State {
     /// `at`: where the record stands in the messages log.
     pub fn apply(&mut self, at: u64, Record { t, peer, ev, .. }: Record) {
         self.last.insert(peer.clone(), at);
+        // Outcomes: a peer that acknowledged speaks PROTOCOL.md §6, and a failure is an
+        // unread notice, but not of a blocked peer (a late report from its delivery, or
+        // a SEND refused).
+        if let Event::Delivered { .. } = ev {
+            self.ackers.insert(peer.clone());
+        }
+        let unread = matches!(ev, Event::Recv { .. } | Event::Failed { .. });
+        if unread && !self.blocked.contains(&peer) {
+            self.unread.entry(peer.clone()).or_default().push_back(at);
+        }
         let mid = match ev {
             Event::Recv { mid, verified, .. } => {
-                if verified {
-                    self.signers.insert(peer.clone());
-                }
-                if let Some(mid) = mid {
-                    self.mids.insert(peer.clone(), mid);
-                }
-                return self.unread.entry(peer).or_default().push_back(at);
+                // A verified message makes its sender a signer; a mid, its last.
+                self.signers.extend(verified.then(|| peer.clone()));
+                return self.mids.extend(mid.map(|mid| (peer, mid)));
             }
-            Event::Read => {
-                let Some(queue) = self.unread.get_mut(&peer) else { return };
-                queue.pop_front();
-                if queue.is_empty() {
-                    self.unread.remove(&peer);
-                }
-                return;
-            }
+            Event::Read => return shrink(&mut self.unread, &peer, |queue| _ = queue.pop_front()),
             Event::Queued { mid, port, msg } => {
                 self.contacts.insert(peer.clone());
                 let out = Outgoing { mid, port, text: msg, t };
                 return self.outbox.entry(peer).or_default().push_back(out);
             }
-            Event::Failed { mid, .. } => {
-                self.unread.entry(peer.clone()).or_default().push_back(at);
-                mid
+            Event::Delivered { mid } | Event::Unconfirmed { mid } => mid,
+            Event::Failed { mid, .. } => mid,
+            // What was queued for it has failed already (`Node::block`).
+            Event::Block => {
+                self.contacts.remove(&peer);
+                self.unread.remove(&peer);
+                return self.blocked.extend([peer]);
             }
-            Event::Delivered { mid } => {
-                self.ackers.insert(peer.clone());
-                mid
-            }
-            Event::Unconfirmed { mid } => mid,
+            Event::Unblock => return self.blocked.retain(|p| *p != peer),
         };
         // The message has an outcome: it waits no more.
-        let Some(queue) = self.outbox.get_mut(&peer) else { return };
-        queue.retain(|o| o.mid != mid);
-        if queue.is_empty() {
-            self.outbox.remove(&peer);
-        }
+        shrink(&mut self.outbox, &peer, |queue| queue.retain(|o| o.mid != mid));
     }
 
     /// Room for one more message from `peer`? Strangers share a small area of their
@@ -113,9 +113,20 @@ impl State {
     /// Room for one more message to `peer`?
     pub fn admit_send(&self, peer: &OnionId, limits: &Limits) -> Result<(), &'static str> {
         match self.outbox.get(peer).map(VecDeque::len) {
+            _ if self.blocked.contains(peer) => Err("this peer is blocked: UNBLOCK it first"),
             Some(n) if n >= limits.max_unread => Err(FULL),
             None if self.outbox.len() >= MAX_PEERS => Err("too many peers with messages waiting"),
             _ => Ok(()),
         }
+    }
+}
+
+/// Changes `peer`'s queue in `map`, and drops it once empty: the keys of `unread` and
+/// `outbox` are the peers that have something in them.
+fn shrink<T>(map: &mut Queues<T>, peer: &OnionId, change: impl FnOnce(&mut VecDeque<T>)) {
+    let Some(queue) = map.get_mut(peer) else { return };
+    change(queue);
+    if queue.is_empty() {
+        map.remove(peer);
     }
 }

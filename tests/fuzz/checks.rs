@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use torchat::journal::Journal;
 use torchat::onion::{self, OnionId};
-use torchat::wire::{self, Port, Request, MAX_REPLY};
+use torchat::wire::{self, Command, Port, Request, Sendable, MAX_REPLY};
 
 pub type Check = fn(&[u8]);
 
@@ -38,7 +38,7 @@ pub fn client_port(data: &[u8]) {
                 assert!(why.len() <= 200, "an unbounded reason: {why}");
                 assert!(wire::encode(&wire::refusal(&why)).len() <= MAX_REPLY);
             }
-            Some(Ok(Request::Send { msg: Err((why, start)), .. })) => {
+            Some(Ok(Request::Client(Command::Send { msg: Sendable(Err((why, start))), .. }))) => {
                 let msg = format!("[not delivered: {why}] {start}");
                 let notice =
                     serde_json::json!({"cmd": "UPDATE", "id": me(), "date": "00:00", "msg": msg, "error": why});
