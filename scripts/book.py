@@ -20,13 +20,14 @@ def group_name(text):
 class Book:
     """What the client keeps for one node, in a file private to the user: the names
     given to peers, the groups with their members and messages, and the peers that
-    wrote without being written to (message requests)."""
+    wrote without being written to (message requests), and the peers the user blocked
+    (PROTOCOL.md §12), as the daemon last confirmed them."""
 
     def __init__(self, me):
         home = os.environ.get("TORCHAT_HOME") or os.path.join(os.path.expanduser("~"), ".config", "torchat")
         os.makedirs(home, mode=0o700, exist_ok=True)
         self.path, self.me = os.path.join(home, me + ".json"), me
-        self.names, self.groups, self.requests, self.offers = {}, {}, [], []
+        self.names, self.groups, self.requests, self.offers, self.blocked = {}, {}, [], [], []
         try:
             with open(self.path, encoding="utf-8") as f:
                 data = json.load(f)
@@ -34,6 +35,7 @@ class Book:
             self.groups = {g: v for g, v in data.get("groups", {}).items() if re.fullmatch("[0-9a-f]{12}", g)}
             self.requests = [p for p in data.get("requests", []) if onion_id(p) == p]
             self.offers = [o for o in data.get("offers", []) if received.offer(o.get("line", ""))]
+            self.blocked = [p for p in data.get("blocked", []) if onion_id(p) == p]
         except FileNotFoundError:
             pass
         except (OSError, ValueError, AttributeError) as e:
@@ -44,6 +46,7 @@ class Book:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             data = {"names": self.names, "groups": self.groups, "requests": self.requests, "offers": self.offers}
+            data["blocked"] = self.blocked
             json.dump(data, f)
         os.chmod(tmp, 0o600)
         os.replace(tmp, self.path)
@@ -93,11 +96,13 @@ class Book:
         group["unread"] += 1
 
     def send_group(self, daemon, gid, text, to=None):
-        """TEXT to every other member (or to `to`), one SEND each; the members it could
-        not be sent to, each with the daemon's reason."""
+        """TEXT to every other member (or to `to`), one SEND each, but those the user
+        blocked; the members it was not sent to, each with the reason."""
         group, failed = self.groups[gid], []
         for member in to or group["members"]:
-            if member != self.me:
+            if member in self.blocked:
+                failed.append(f"{self.label(member)}: blocked, left out")
+            elif member != self.me:
                 try:
                     daemon.send(member, f"[#{group['name']} {gid}] {text}")
                     if member in self.requests:  # writing to a peer accepts its request
@@ -106,6 +111,37 @@ class Book:
                     why = str(e).removeprefix(f"SEND to {member}: ")  # the member is named here
                     failed.append(f"{self.label(member)}: {why}")
         return failed
+
+    def block(self, daemon, peer, blocked=True):
+        """BLOCK or UNBLOCK `peer` (PROTOCOL.md §12): a blocked peer is no request."""
+        daemon.block(peer, blocked)
+        self.blocked = [p for p in self.blocked if p != peer] + ([peer] if blocked else [])
+        self.requests = [p for p in self.requests if p != peer]
+        self.save()
+
+    def remove(self, daemon, peer):
+        """No longer a contact, nor named: BLOCK then UNBLOCK, so that its messages are a
+        request again."""
+        self.block(daemon, peer)
+        self.block(daemon, peer, False)
+        self.names.pop(peer, None)
+        self.save()
+
+    def confirmed_blocked(self, daemon):
+        """The blocked peers, as the daemon says (HISTORY's `blocked`), of those this
+        client or --block blocked (the file may have more than this process knows):
+        one unblocked elsewhere is dropped."""
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                stored = [p for p in json.load(f).get("blocked", []) if onion_id(p) == p]
+        except (OSError, ValueError, AttributeError):
+            stored = []
+        known = dict.fromkeys(self.blocked + stored)
+        kept = [p for p in known if daemon.history(p, 1)[1]]
+        if kept != self.blocked:
+            self.blocked = kept
+            self.save()
+        return kept
 
     def offered(self, peer, where, text):
         """The number of the offer `text` from `peer` (in the conversation `where`, a peer

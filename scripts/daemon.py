@@ -59,7 +59,13 @@ class Daemon:
         return reply if reply.get("cmd") == "UPDATE" else None
 
     def history(self, peer, n):
-        return self.ask("HISTORY", peer, str(n)).get("lines", [])
+        """The last `n` lines with `peer`, and whether it is blocked (PROTOCOL.md §12)."""
+        reply = self.ask("HISTORY", peer, str(n))
+        return reply.get("lines", []), reply.get("blocked", False)
+
+    def block(self, peer, blocked=True):
+        """BLOCK (or UNBLOCK) `peer`: answered once the daemon has it on disk."""
+        self.ask("BLOCK" if blocked else "UNBLOCK", peer)
 
     def send(self, peer, text):
         return self.ask("SEND", peer, text, 80).get("msg", "")

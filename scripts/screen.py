@@ -21,6 +21,8 @@ HELP = [
     "/send PATH   offer a file here (in a group: to each member); /get N: fetch offer N",
     "/files       the offers made and received, and what became of them",
     "/history N   show the last N lines of this conversation (default 50)",
+    "/block [ID|NAME], /unblock [ID|NAME]: hear a peer no more, or again; /blocked",
+    "/remove [ID|NAME]   no longer a contact: its messages are a request again",
     "/quit        leave (the daemon keeps running and receiving)",
     "/exit        stop the daemon and leave",
     "/help        this text",
@@ -38,6 +40,7 @@ class Chat:
         self.peer, self.group = None, None  # the open conversation: a peer, or a group's id
         self.lines = []  # the conversation: (time, kind, text, mark)
         self.history = []  # the last HISTORY reply for the open conversation
+        self.blocked = False  # whether the open conversation's peer is blocked
         self.notices = {}  # per peer, notices HISTORY does not hold (a SEND refused at once)
         self.depth = 50
         self.stale = False  # HISTORY must be asked again
@@ -124,7 +127,7 @@ class Chat:
         if not (self.stale or queued):
             return
         self.stale = False
-        self.history = self.daemon.history(self.peer, self.depth)
+        self.history, self.blocked = self.daemon.history(self.peer, self.depth)
         lines = []
         for line in self.history:
             if received.group(line.get("msg", "")):
@@ -185,8 +188,9 @@ class Chat:
         groups = list(self.book.groups) if self.book else []
         requests = self.book.requests if self.book else []
         peers = list(self.unread) + list(self.waiting) + self.opened + (list(self.book.names) if self.book else [])
-        peers = [p for p in dict.fromkeys(peers) if p not in requests]
-        return groups + peers + [p for p in requests if p not in peers]
+        blocked = self.book.blocked if self.book else []
+        peers = [p for p in dict.fromkeys(peers) if p not in requests and p not in blocked]
+        return groups + peers + [p for p in requests if p not in peers and p not in blocked]
 
     def step(self, by):
         entries = self.panel()
@@ -274,6 +278,15 @@ class Chat:
             self.get(arg)
         elif name == "/files":
             self.info = self.listing()
+        elif name in ("/block", "/unblock", "/remove"):
+            self.blocking(name, arg)
+        elif name == "/blocked":
+            try:
+                blocked = self.book.confirmed_blocked(self.daemon)
+            except (Unreachable, Refused) as e:
+                return self.say(f"/blocked: {e}", True)
+            listed = [f"  {self.book.label(p)} {p}" for p in blocked] or ["  nobody"]
+            self.info = ["blocked (/unblock ID|NAME):"] + listed
         elif name == "/history":
             if arg.isdigit() and int(arg) > 0:
                 self.depth, self.stale, self.next_poll = int(arg), True, 0.0
@@ -281,6 +294,27 @@ class Chat:
                 self.say("/history: expected a number of lines", True)
         else:
             self.say(f"unknown command {name} (see /help)", True)
+
+    def blocking(self, command, arg):
+        """/block, /unblock, /remove: the peer named, or the open conversation's."""
+        peer = self.book.resolve(arg) if arg else self.peer
+        if not peer:
+            return self.say(f"{command}: who? open a conversation, or {command} ID|NAME", True)
+        label = self.book.label(peer)
+        try:
+            if command == "/remove":
+                self.book.remove(self.daemon, peer)
+            else:
+                self.book.block(self.daemon, peer, command == "/block")
+        except (Unreachable, Refused) as e:
+            return self.say(f"{command}: {e}", True)
+        said = {
+            "/block": "blocked: what it sends is dropped, unread",
+            "/unblock": "unblocked: a stranger until you write to it",
+            "/remove": "removed: no longer a contact; its messages are a request again",
+        }
+        self.say(f"{label} {said[command]}", False)
+        self.stale, self.next_poll = True, 0.0
 
     def send_file(self, path):
         """Offers the file to the open conversation's peer, or one offer to each other
@@ -445,7 +479,7 @@ class Chat:
         if self.group:
             title = self.book.group_label(self.group) + "  (/info: members)"
         elif self.peer:
-            title = f"{self.book.label(self.peer)}  {self.peer}"
+            title = f"{self.book.label(self.peer)}  {self.peer}" + ("  [blocked]" if self.blocked else "")
         else:
             title = "no conversation: paste an onion id, or /peer N"
         self.put(0, x, fit(title, pane), curses.A_BOLD)

@@ -8,6 +8,8 @@ Usage:
   torchat.py PORT --send ID TEXT         queue TEXT for the peer ID ("-": read TEXT from stdin)
   torchat.py PORT --send-group NAME TEXT queue TEXT for every other member of group NAME
   torchat.py PORT --send-file ID PATH    offer the file at PATH to the peer ID (share offer)
+  torchat.py PORT --block ID             hear the peer ID no more (PROTOCOL.md §12)
+  torchat.py PORT --unblock ID           hear it again, as a stranger until you write to it
 
 Exit status: 0 done; 1 nothing to read (--read), or the daemon refused the request (for
 a group: refused for at least one member, each named on stderr); 2 bad usage; 3 the
@@ -84,7 +86,7 @@ def send_file(daemon, peer, path):
 
 def main(argv):
     args = argv[1:]
-    if len(args) not in (1, 2, 4) or not args[0].isdigit() or not 0 < int(args[0]) < 65536:
+    if len(args) not in (1, 2, 3, 4) or not args[0].isdigit() or not 0 < int(args[0]) < 65536:
         print(__doc__.strip(), file=sys.stderr)
         return 2
     daemon = Daemon(int(args[0]))
@@ -97,6 +99,14 @@ def main(argv):
             return 0
         if args[1:] == ["--read"]:
             return read_unread(daemon)
+        if len(args) == 3 and args[1] in ("--block", "--unblock"):
+            peer = onion_id(args[2])
+            if not peer:
+                print(f"torchat: not an onion id: {args[2]}", file=sys.stderr)
+                return 1
+            Book(daemon.host()).block(daemon, peer, args[1] == "--block")
+            print(f"{args[1][2:]}ed {peer}")
+            return 0
         if len(args) == 4 and args[1] in ("--send", "--send-file"):
             peer = onion_id(args[2])
             if not peer:

@@ -170,3 +170,82 @@ fn block_and_unblock_refuse_a_bad_id_and_are_one_reply_each() {
     assert_eq!(drain(d.client, &peer), [shown("hi again")]);
     assert_eq!(count(&d.messages_log(), "\"ev\":\"block\""), 2);
 }
+
+/// The panel's entries: its rows that start with a number.
+fn panel(screen: &str) -> Vec<String> {
+    let rows = screen.lines().map(|l| l.split('|').next().unwrap_or("").trim());
+    rows.filter(|r| r.split(' ').next().is_some_and(|n| n.parse::<u32>().is_ok())).map(String::from).collect()
+}
+
+#[test]
+fn our_client_blocks_a_peer_lists_it_unblocks_it_and_leaves_it_out_of_a_group() {
+    let (_proxy, nodes) = network(3, &[]);
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    send(b.client, &a.id, "hi from B");
+    send(c.client, &a.id, "hi from C");
+    let home = temp_dir("block-home");
+    let t = Terminal::start_in(a.client, 120, 32, home.clone());
+    t.wait("A connected", |s| s.contains("connected"));
+    for (id, name) in [(&b.id, "bob"), (&c.id, "carol")] {
+        t.type_line(id);
+        t.wait("the conversation", |s| s.contains(&format!("< hi from {}", &name[..1].to_uppercase())));
+        t.type_line(&format!("/name {name}"));
+        t.wait("the name in the panel", |s| panel(s).iter().any(|e| e.ends_with(name)));
+    }
+    t.type_line("/group team bob carol");
+    t.wait("the group", |s| s.contains("members: me, bob, carol"));
+
+    // /block on the open conversation: out of the panel, still open, marked.
+    t.type_line("/peer bob");
+    t.wait("bob's conversation", |s| s.contains("< hi from B"));
+    t.type_line("/block");
+    let screen = t.wait("bob blocked", |s| s.contains("bob blocked: what it sends is dropped") && s.contains("[blocked]"));
+    assert!(!panel(&screen).iter().any(|e| e.ends_with("bob")), "bob left the panel: {screen}");
+    assert!(screen.contains("< hi from B"), "its history stays: {screen}");
+    t.type_line("/blocked");
+    t.wait("the list", |s| s.contains("blocked (/unblock ID|NAME):") && s.contains(&format!("bob {}", b.id)));
+
+    // B writes again: delivered for B's daemon, never shown at A.
+    send(b.client, &a.id, "are you there?");
+    wait_for("B's message counted delivered", 10, || count(&b.messages_log(), "\"ev\":\"delivered\"") == 1);
+    assert!(!t.screen().contains("are you there?"));
+
+    // A group message leaves bob out, and says so; carol gets it.
+    t.type_line("/peer 1");
+    t.wait("the group open", |s| s.contains("#team"));
+    t.type_line("hello team");
+    t.wait("the fan-out's word", |s| s.contains("not sent to bob: blocked, left out"));
+    wait_for("carol's copy", 10, || drain(c.client, &a.id).iter().any(|m| m.ends_with("] hello team")));
+    assert!(drain(b.client, &a.id).iter().all(|m| !m.contains("hello team")), "bob got the group message");
+
+    // A new client, the same daemon: the list agrees; /unblock empties it.
+    t.type_line("/quit");
+    t.wait("the client to end", |s| s.contains("client exited: 0"));
+    drop(t);
+    let t = Terminal::start_in(a.client, 120, 32, home.clone());
+    t.wait("A connected", |s| s.contains("connected"));
+    assert!(!panel(&t.screen()).iter().any(|e| e.ends_with("bob")));
+    t.type_line("/blocked");
+    t.wait("bob still listed", |s| s.contains(&format!("bob {}", b.id)));
+    t.type_line("/unblock bob");
+    t.wait("bob unblocked", |s| s.contains("bob unblocked: a stranger until you write to it"));
+    assert_eq!(history(a, &b.id)["blocked"], false);
+    t.type_line("/blocked");
+    t.wait("nobody listed", |s| s.contains("blocked (/unblock ID|NAME):") && s.contains("  nobody"));
+    t.wait("bob back in the panel", |s| panel(s).iter().any(|e| e.ends_with("bob")));
+
+    // For scripts: --block and --unblock, which the full-screen client then agrees with.
+    let (status, out, _) = run_client(&home, &[&a.client.to_string(), "--block", &c.id], "");
+    assert_eq!((status, out), (0, format!("blocked {}\n", c.id)));
+    assert_eq!(history(a, &c.id)["blocked"], true);
+    t.type_line("/blocked");
+    t.wait("carol listed", |s| s.contains(&format!("carol {}", c.id)));
+    let (status, _, _) = run_client(&home, &[&a.client.to_string(), "--unblock", &c.id], "");
+    assert_eq!(status, 0);
+    assert_eq!(history(a, &c.id)["blocked"], false);
+    let (status, _, err) = run_client(&home, &[&a.client.to_string(), "--block", "nobody"], "");
+    assert!(status == 1 && err.contains("not an onion id"), "{err}");
+    t.type_line("/remove bob");
+    t.wait("bob removed", |s| s.contains("removed: no longer a contact"));
+    assert_eq!(count(&a.messages_log(), "\"ev\":\"block\""), 3);
+}
