@@ -199,7 +199,8 @@ fn our_client_blocks_a_peer_lists_it_unblocks_it_and_leaves_it_out_of_a_group() 
     t.type_line("/peer bob");
     t.wait("bob's conversation", |s| s.contains("< hi from B"));
     t.type_line("/block");
-    let screen = t.wait("bob blocked", |s| s.contains("bob blocked: what it sends is dropped") && s.contains("[blocked]"));
+    let screen =
+        t.wait("bob blocked", |s| s.contains("bob blocked: what it sends is dropped") && s.contains("[blocked]"));
     assert!(!panel(&screen).iter().any(|e| e.ends_with("bob")), "bob left the panel: {screen}");
     assert!(screen.contains("< hi from B"), "its history stays: {screen}");
     t.type_line("/blocked");

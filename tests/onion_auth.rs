@@ -331,3 +331,50 @@ fn the_messages_log_fuzz_corpus_is_read_without_a_failure() {
     println!("{} contacts listed from the corpus; {}", contacts.len(), said(&tordir).trim());
     std::fs::remove_dir_all(&tordir).unwrap();
 }
+
+/// PROTOCOL.md §12: a blocked peer is no contact. Its listed key and its client file go
+/// within a pass (half a second), Tor is told, and Tor's client keys lose it; unblocked,
+/// it stays out until the user writes to it again.
+#[test]
+fn a_blocked_contact_leaves_both_folders_and_tor_until_written_to_again() {
+    let (proxy, tordir) = (Proxy::start(), temp_dir("blocked"));
+    let d = daemon(&proxy);
+    let tor = Tor::start(&tordir);
+    let (kept, blocked) = (Key::new(), Key::new());
+    send(d.client, &kept.id, "hello");
+    send(d.client, &blocked.id, "hello");
+    wait_for("queued", 10, || d.messages_log().matches("\"queued\"").count() == 2);
+    let _follower = Follower(onion_auth(&log_of(&d), &tordir, &["--contacts-only"]).spawn().unwrap());
+    let client_file = tordir.join(format!("auth/torchat-{}.auth_private", &blocked.id[..56]));
+    wait_for("both listed", 5, || auth_file(&tordir, &blocked.id).exists() && client_file.exists());
+    let keys = |tor: &Tor| tor.client_keys().into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+    wait_for("tor to hold both", 5, || keys(&tor).len() == 2);
+
+    let blocked_at = Instant::now();
+    assert_eq!(ask(d.client, "BLOCK", &blocked.id, "")["cmd"], "BLOCK");
+    wait_for("its files to go", 5, || !auth_file(&tordir, &blocked.id).exists() && !client_file.exists());
+    wait_for("tor to lose its key", 5, || keys(&tor) == [kept.id.clone()]);
+    let gone = blocked_at.elapsed();
+    assert!(auth_file(&tordir, &kept.id).exists());
+    assert!(said(&tordir).contains("client files for 1 contact; contacts only: 1 contact listed"), "{}", said(&tordir));
+
+    // Unblocked, a stranger: still out. Written to: a contact again.
+    assert_eq!(ask(d.client, "UNBLOCK", &blocked.id, "")["cmd"], "UNBLOCK");
+    let passes = said(&tordir).lines().count();
+    // Three passes of the follower: the unblocked peer is not listed again.
+    let end = Instant::now() + std::time::Duration::from_millis(1500);
+    while Instant::now() < end {
+        assert!(!auth_file(&tordir, &blocked.id).exists(), "an unblocked stranger was listed");
+        std::thread::sleep(std::time::Duration::from_millis(50)); // an observation window, not a wait
+    }
+    send(d.client, &blocked.id, "again");
+    wait_for("listed again", 5, || auth_file(&tordir, &blocked.id).exists() && client_file.exists());
+    assert!(said(&tordir).lines().count() > passes);
+    // The same from a fresh start: the log alone says who is blocked.
+    assert_eq!(ask(d.client, "BLOCK", &kept.id, "")["cmd"], "BLOCK");
+    assert!(onion_auth(&log_of(&d), &tordir, &["--contacts-only", "--once"]).status().unwrap().success());
+    assert!(!auth_file(&tordir, &kept.id).exists() && auth_file(&tordir, &blocked.id).exists());
+    println!("BLOCK until its files were gone and tor had lost its key: {gone:?}");
+    drop(tor);
+    std::fs::remove_dir_all(&tordir).unwrap();
+}

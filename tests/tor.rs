@@ -358,6 +358,34 @@ fn a_contacts_only_node_is_reached_by_its_contacts_alone() {
     assert_eq!(got, ["x to a"]);
     let x_to_a = ax_sent.elapsed();
 
+    // A blocks B (PROTOCOL.md §12): within 5 s B is neither listed nor has a client file
+    // at A, and A's tor has re-read them.
+    let (listed_file, client_file) = (
+        a.dir.join(format!("hs/authorized_clients/torchat-{}.auth", &b.id[..56])),
+        a.dir.join(format!("auth/torchat-{}.auth_private", &b.id[..56])),
+    );
+    assert!(listed_file.exists() && client_file.exists());
+    let (blocked_at, before) = (Instant::now(), reloads(&a));
+    assert_eq!(ask(a.client, "BLOCK", &b.id, "")["cmd"], "BLOCK");
+    wait_for("B to leave A's files", 5, || !listed_file.exists() && !client_file.exists());
+    wait_for("A's tor to re-read them", 5, || reloads(&a) > before);
+    let unlisted = blocked_at.elapsed();
+    // Tor's refusal is not instant: B still reaches A's daemon, which acknowledges and
+    // keeps nothing, so B counts the message delivered and stops.
+    let b_delivered = delivered(&b);
+    send(b.client, &a.id, "b while blocked");
+    wait_for("B's message counted delivered", 120, || delivered(&b) > b_delivered);
+    let b_counted = blocked_at.elapsed();
+    assert!(!messages_log(&a).contains("b while blocked"), "a blocked peer's message was stored");
+    assert!(drain(a.client, &b.id).is_empty());
+    // Unblocked, and written to: a contact again, whom Tor lets through.
+    assert_eq!(ask(a.client, "UNBLOCK", &b.id, "")["cmd"], "UNBLOCK");
+    send(a.client, &b.id, "a after unblock");
+    assert_eq!(receive(&b, &a, 1), ["a after unblock"]);
+    wait_for("B listed again", 5, || listed_file.exists());
+    send(b.client, &a.id, "b after unblock");
+    assert_eq!(receive(&a, &b, 1), ["b after unblock"]);
+
     // 151 contacts: the 150 written to most recently are listed, and Tor publishes
     // the descriptor that lists them.
     let mut events = std::net::TcpStream::connect(("127.0.0.1", control)).unwrap();
@@ -406,6 +434,8 @@ fn a_contacts_only_node_is_reached_by_its_contacts_alone() {
     println!("X to B (open): {x_to_b:?}; A to B: {a_to_b:?}; B to A (contacts-only): {b_to_a:?}");
     println!("A's SEND to a new peer until A's tor re-read its files: {a_reread:?}");
     println!("A to X: {a_to_x:?}; X's waiting message at A, from A's SEND: {x_to_a:?}");
+    println!("BLOCK until B left A's files and A's tor re-read them: {unlisted:?}");
+    println!("BLOCK until B's daemon counted its next message delivered: {b_counted:?}");
     println!("151 contacts: the descriptor listing 150 uploaded {published:?} after they were listed");
     println!("what X's daemon recorded while A was closed to it ({} tries):", tries.len());
     tries.iter().for_each(|t| println!("  {t}"));
