@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # Runs a TORchat node for real: starts a Tor for this node's ports, shows its progress
-# until the onion service is up, starts the file server, then replaces itself with the
-# daemon. Tor is told to exit when the daemon does (__OwningControllerProcess), and a
-# watcher stops the file server then, so neither outlives it.
+# until the onion service is up, starts the file server and onion-auth.py, then
+# replaces itself with the daemon, whose PID is then this script's.
+#
+# It is the node's supervisor: tor, the file server and onion-auth.py each run under a
+# keeper (below), a process of its own apart from the daemon, which starts the program
+# again when it exits while the daemon runs (at once, then after a pause that grows to a
+# minute while it keeps failing), says so on this terminal (and with -d in DIR/run.log),
+# and ends it when the daemon exits. Nothing outlives the daemon, and nothing is left a
+# zombie. Tor is also told to exit with the daemon (__OwningControllerProcess).
 #
 # Usage: scripts/run.sh [--contacts-only] [main options] PORT
 #   clients on 127.0.0.1:PORT, Tor's onion connections to the peer port PORT+1, and
@@ -71,10 +77,83 @@ if tor --list-modules 2>/dev/null | grep -qx 'pow: yes'; then
 else
     say "this tor has no pow module: the onion service runs without proof-of-work defenses"
 fi
-# exec keeps this PID for the daemon; a detached daemon gets a watcher instead (below).
+# exec keeps this PID for the daemon, which Tor then follows out; a detached daemon's
+# tor is ended by its keeper.
 $detach || echo "__OwningControllerProcess $$" >> "$dir/torrc"
 [ -n "${TORCHAT_TORRC:-}" ] && cat "$TORCHAT_TORRC" >> "$dir/torrc"
 : > "$dir/tor.log"
+: > "$dir/tor.out"
+: > "$dir/share.out"
+# Who the keepers serve: this script until the daemon takes its PID (exec) or, with
+# -d, the detached daemon, once it has one. "up" says that the node has started: a
+# program that stops before then is not started again, and this script says why.
+echo $$ > "$dir/daemon.pid"
+rm -f "$dir/up"
+
+# Returns once the daemon has exited; with -d this script hands over to the detached
+# daemon by writing its PID first, and the watch goes on. A zombie has exited too: who
+# reaps a detached daemon is not ours to say.
+watch_daemon() {
+    local pid stat
+    while pid=$(cat "$dir/daemon.pid" 2> /dev/null) && [ -n "$pid" ]; do
+        while stat=$(cat "/proc/$pid/stat" 2> /dev/null) && [[ ${stat##*) } != Z* ]]; do
+            sleep 1
+        done
+        [ "$(cat "$dir/daemon.pid" 2> /dev/null)" = "$pid" ] && return
+    done
+}
+
+tell() {
+    echo "run.sh: $*" >&2 || true
+    if $detach; then echo "$(date -u +%FT%TZ) run.sh: $*" >> "$dir/run.log"; fi
+}
+
+# keep NAME COMMAND...: runs COMMAND while the daemon runs, and again each time it
+# exits; ends it when the daemon exits.
+keep() {
+    set +e
+    local name=$1 pause=0 started child ended status how again
+    shift
+    watch_daemon &
+    local watcher=$!
+    while :; do
+        started=$SECONDS
+        "$@" &
+        child=$!
+        # Quiet: bash would print a line of its own for a program killed by a signal.
+        wait -n -p ended "$child" "$watcher" 2> /dev/null
+        if [ "$ended" = "$watcher" ]; then
+            kill "$child" 2> /dev/null
+            wait "$child" 2> /dev/null
+            return
+        fi
+        wait "$child" 2> /dev/null
+        status=$?
+        # Not started again before the node is up (this script says why), nor once the
+        # daemon is gone (its tor follows it out).
+        [ -e "$dir/up" ] && kill -0 "$watcher" 2> /dev/null && kill -0 "$(cat "$dir/daemon.pid")" 2> /dev/null || { kill "$watcher" 2> /dev/null; return; }
+        how="exit status $status"
+        ((status > 128)) && how="killed by SIG$(kill -l $((status - 128)))"
+        # A run of a minute or more is not "still failing": start it again at once.
+        ((SECONDS - started >= 60)) && pause=0
+        again=now
+        ((pause > 0)) && again="in ${pause}s"
+        tell "$name stopped ($how) at $(date +%T); starting it again $again"
+        if ((pause > 0)); then
+            sleep "$pause" &
+            wait -n -p ended $! "$watcher"
+            [ "$ended" = "$watcher" ] && return
+        fi
+        pause=$((pause ? (pause * 2 > 60 ? 60 : pause * 2) : 1))
+    done
+}
+
+# Started apart from this script (the subshell ends at once), so that the daemon, which
+# takes this PID, is never the parent of a program that stopped. Prints the keeper's PID.
+kept() {
+    (keep "$@" < /dev/null > /dev/null & echo $!)
+}
+
 # The contacts as they are now, before Tor starts: a contacts-only node's first
 # descriptor is already closed to strangers, and an open node's is open again.
 auth=("$root/scripts/onion-auth.py" "${contacts_only[@]}" "$logs/messages.log" "$dir")
@@ -85,15 +164,13 @@ else
     say "open: anyone who knows this node's id can reach it (--contacts-only closes it to your contacts)"
 fi
 # What Tor says before its log file is open (a port in use, say) goes to tor.out.
-tor -f "$dir/torrc" --RunAsDaemon 0 > "$dir/tor.out" 2>&1 &
-tor_pid=$!
+tor_keeper=$(kept tor sh -c 'exec tor -f "$0/torrc" --RunAsDaemon 0 >> "$0/tor.out" 2>&1' "$dir")
 # The file server starts now: a port in use shows by the time Tor is up.
-"$share" serve --dir "$dir/shares" $((port + 2)) >> "$dir/shares/sent.log" 2> "$dir/share.out" &
-share_pid=$!
-trap 'kill $tor_pid $share_pid 2>/dev/null' EXIT
+kept "the file server" sh -c 'exec "$1" serve --dir "$0/shares" "$2" >> "$0/shares/sent.log" 2>> "$0/share.out"' \
+    "$dir" "$share" $((port + 2)) > "$dir/share.keeper"
 deadline=$((SECONDS + ${TORCHAT_WAIT:-300})) shown=""
 until grep -q 'Bootstrapped 100%' "$dir/tor.log" && [ -s "$dir/hs/hostname" ]; do
-    if ! kill -0 "$tor_pid" 2>/dev/null; then
+    if ! kill -0 "$tor_keeper" 2>/dev/null; then
         say "tor stopped: $(cat "$dir/tor.out" "$dir/tor.log" | grep -E '\[(err|warn)\]' | tail -2 | cut -d' ' -f5- | tr '\n' ' ')"
         grep -q 'Address already in use' "$dir/tor.out" "$dir/tor.log" && say "port $socks is taken: set TORCHAT_SOCKS"
         exit 1
@@ -107,20 +184,12 @@ until grep -q 'Bootstrapped 100%' "$dir/tor.log" && [ -s "$dir/hs/hostname" ]; d
     sleep 0.5
 done
 echo "tor: ready; this node is $(cat "$dir/hs/hostname")"
-kill -0 "$share_pid" 2>/dev/null || { say "the file server stopped: $(cat "$dir/share.out")"; exit 1; }
+kill -0 "$(cat "$dir/share.keeper")" 2>/dev/null || { say "the file server stopped: $(cat "$dir/share.out")"; exit 1; }
 # From now on the files follow the messages log, and Tor re-reads them (SIGHUP).
-python3 "${auth[@]}" 2>> "$dir/onion-auth.log" &
-auth_pid=$!
-trap 'kill $tor_pid $share_pid $auth_pid 2>/dev/null' EXIT
+kept onion-auth.py sh -c 'exec python3 "$@" 2>> "$0/onion-auth.log"' "$dir" "${auth[@]}" > /dev/null
+: > "$dir/up"
 run=("$main" --hostname "$dir/hs/hostname" --socks "127.0.0.1:$socks" "${args[@]}")
-if ! $detach; then
-    # exec keeps this PID for the daemon: the file server and onion-auth.py go when it does.
-    setsid sh -c "tail --pid=$$ -f /dev/null; kill $share_pid $auth_pid" > /dev/null 2>&1 < /dev/null &
-    trap - EXIT
-    exec "${run[@]}"
-fi
+$detach || exec "${run[@]}"
 out=$("${run[@]}")
 echo "$out"
-pid=$(sed -n 's/^detached: pid //p' <<< "$out")
-setsid sh -c "tail --pid=$pid -f /dev/null; kill $tor_pid $share_pid $auth_pid" > /dev/null 2>&1 < /dev/null &
-trap - EXIT
+sed -n 's/^detached: pid //p' <<< "$out" > "$dir/daemon.pid"

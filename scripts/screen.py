@@ -5,6 +5,7 @@ import os
 import time
 
 import received
+import waiting
 from book import MAX_MEMBERS, Book, group_name
 from daemon import Refused, Unreachable, onion_id
 from files import Fetch, Files
@@ -28,6 +29,9 @@ HELP = [
     "/help        this text",
 ]
 POLL = 0.5  # seconds between polls: incoming messages show within a second
+PROBE = 5.0  # seconds between looks at this node's Tor
+LATE = 3.0  # seconds after which a message still queued says why it waits
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RETRY = 2.0  # seconds between tries while the daemon cannot be reached
 
 
@@ -51,6 +55,11 @@ class Chat:
         self.next_poll = 0.0
         self.running = True
         self.files, self.fetches = Files(daemon.port), {}  # offers being fetched, by number
+        # The daemon's errors log (run.sh's layout: --logs, relative to where it runs),
+        # which says why our messages wait; whether this node's Tor answers.
+        logs = os.environ.get("TORCHAT_LOGS") or os.path.join(ROOT, "logs")
+        self.errors_log = os.path.join(logs, "errors.log")
+        self.tor_down, self.next_probe = False, 0.0
 
     # --- talking to the daemon ------------------------------------------------------
 
@@ -64,6 +73,7 @@ class Chat:
                 self.notices.setdefault(peer, []).append((time.time(), "*", f"fetched {name}", ""))
                 self.stale = True
             self.refresh()
+            self.probe()
             if self.down:
                 self.say(f"connected to the daemon on 127.0.0.1:{self.daemon.port}", False)
                 self.down = False
@@ -75,6 +85,16 @@ class Chat:
         except Refused as e:
             self.say(f"refused: {e}", True)
             self.next_poll = time.monotonic() + POLL
+
+    def probe(self):
+        """Every PROBE seconds: does this node's Tor answer? Said when that changes."""
+        if time.monotonic() < self.next_probe:
+            return
+        self.next_probe = time.monotonic() + PROBE
+        down = not waiting.tor_runs(self.files.socks)
+        if self.tor_down and not down:
+            self.say(f"Tor is running again ({self.files.socks})", False)
+        self.tor_down = down
 
     def take(self):
         """Takes the unread messages of contacts, of group members and of the open
@@ -128,7 +148,7 @@ class Chat:
             return
         self.stale = False
         self.history, self.blocked = self.daemon.history(self.peer, self.depth)
-        lines = []
+        lines, late = [], True
         for line in self.history:
             if received.group(line.get("msg", "")):
                 self.backfill(line)
@@ -137,7 +157,12 @@ class Chat:
                 text = self.offer(self.peer, line["msg"])
                 lines.append((line["t"], "<", text, "" if line.get("verified") else "unverified"))
             else:
-                lines.append((line["t"], ">", self.offer(self.me, line["msg"]), line.get("state", "")))
+                state = line.get("state", "")
+                # The oldest message still queued is the one being tried: say why it waits.
+                if state == "queued" and late and line["t"] < time.time() - LATE:
+                    state = waiting.waiting(self.errors_log, self.peer, time.time()) or state
+                    late = False
+                lines.append((line["t"], ">", self.offer(self.me, line["msg"]), state))
         self.lines = sorted(lines + self.notices.get(self.peer, []), key=lambda line: line[0])
 
     def backfill(self, line):
@@ -498,8 +523,11 @@ class Chat:
         shown = body[max(0, len(body) - height - self.scroll): len(body) - self.scroll]
         for i, line in enumerate(shown):
             self.put(1 + i, x, line)
-        status = self.status or f"127.0.0.1:{self.daemon.port}  /help for commands"
-        self.put(rows - 2, 0, fit(status, cols - 1).ljust(cols - 1), curses.A_REVERSE | (curses.A_BOLD if self.alarm else 0))
+        status, alarm = self.status, self.alarm
+        if self.tor_down:
+            status, alarm = "Tor is not running: messages wait; run.sh restarts it" + (f" | {status}" if status else ""), True
+        status = status or f"127.0.0.1:{self.daemon.port}  /help for commands"
+        self.put(rows - 2, 0, fit(status, cols - 1).ljust(cols - 1), curses.A_REVERSE | (curses.A_BOLD if alarm else 0))
         # The input line scrolls sideways to keep the cursor in view.
         prompt, room = "> ", cols - 3
         start = max(0, self.cursor - room + 1)

@@ -118,3 +118,62 @@ fn the_non_interactive_mode_for_scripts() {
     let (status, _, err) = run(&[&port, "--id"], "");
     assert!(status == 3 && err.contains("cannot reach the daemon"), "{status} {err}");
 }
+
+/// PROTOCOL.md §6 in words: a message still queued says why it waits, read from the
+/// daemon's errors log, and the status line says when this node's Tor does not answer.
+#[test]
+fn a_waiting_message_says_why_and_the_status_line_says_when_tor_is_not_running() {
+    let proxy = Proxy::start();
+    let d = Daemon::start("tty-why", &["--socks", &proxy.arg()]);
+    let (nowhere, refusing) = (onion_id(), onion_id());
+    proxy.route(&refusing, Route::Refuse);
+    let logs = format!("TORCHAT_LOGS={}", d.dir.join("logs").display());
+    let env = [logs.clone(), format!("TORCHAT_SOCKS={}", proxy.arg())];
+    let t = Terminal::start_with(d.client, 150, 30, temp_dir("why-home"), &env);
+    t.wait("connected", |s| s.contains("connected"));
+    t.type_line(&nowhere);
+    t.type_line("hello?");
+    let unreachable = "> hello?  [waiting: not reachable (offline, or it accepts only its contacts), next try";
+    t.wait("why it waits", |s| s.contains(unreachable));
+    t.type_line(&refusing);
+    t.type_line("anyone home?");
+    t.wait("why this one waits", |s| s.contains("> anyone home?  [waiting: its Tor is up but its TORchat is not"));
+    // A damaged errors log: bytes that are not text, a line longer than what is read.
+    let mut log = std::fs::OpenOptions::new().append(true).open(d.dir.join("logs/errors.log")).unwrap();
+    std::io::Write::write_all(
+        &mut log,
+        &[b"\xff\xfe\x00 to x: y; next try in 5s\n".as_slice(), &[b'z'; 100_000]].concat(),
+    )
+    .unwrap();
+    let errors = || std::fs::read(d.dir.join("logs/errors.log")).unwrap();
+    let damaged = errors().len();
+    wait_for("a try logged after the damage", 70, || {
+        String::from_utf8_lossy(&errors()[damaged..]).contains("next try in")
+    });
+    let screen = t.wait("the reason read past the damage", |s| s.contains("> anyone home?  [waiting: its Tor is up"));
+    assert!(!screen.contains("Traceback") && !screen.contains("client exited"), "{screen}");
+    assert!(!screen.contains("Tor is not running: messages wait"), "the proxy answers: {screen}");
+
+    // This node's Tor: a SOCKS port that goes away, and comes back.
+    let tor = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let socks = tor.local_addr().unwrap().to_string();
+    let e = Daemon::start("tty-no-tor", &["--socks", &socks]);
+    let env = [format!("TORCHAT_LOGS={}", e.dir.join("logs").display()), format!("TORCHAT_SOCKS={socks}")];
+    let u = Terminal::start_with(e.client, 150, 30, temp_dir("no-tor-home"), &env);
+    u.wait("connected", |s| s.contains("connected"));
+    drop(tor);
+    u.wait("Tor is not running", |s| s.contains("Tor is not running: messages wait; run.sh restarts it"));
+    u.type_line(&nowhere);
+    u.type_line("when tor is back");
+    u.wait("why it waits", |s| s.contains("> when tor is back  [waiting: this node's Tor is not running, next try"));
+    let _tor = std::net::TcpListener::bind(&socks).unwrap();
+    let screen = u.wait("Tor back", |s| s.contains(&format!("Tor is running again ({socks})")));
+    assert!(!screen.contains("Tor is not running: messages wait"), "{screen}");
+
+    // No errors log at all: the message shows as queued, nothing else changes.
+    let env = ["TORCHAT_LOGS=/nonexistent".to_string(), format!("TORCHAT_SOCKS={}", proxy.arg())];
+    let v = Terminal::start_with(d.client, 110, 30, temp_dir("no-log-home"), &env);
+    v.wait("connected", |s| s.contains("connected"));
+    v.type_line(&nowhere);
+    v.wait("the queued message, with no reason", |s| s.contains("> hello?  [queued]"));
+}

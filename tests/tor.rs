@@ -56,6 +56,7 @@ fn node_with(
         .env("TORCHAT_TORRC", torrc)
         .env("TORCHAT_MAIN", bin())
         .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(top.join(format!("{name}.err"))).unwrap())
         .spawn()
         .unwrap();
     cleanup.1.push(child.id());
@@ -517,4 +518,134 @@ fn the_shipped_torrc_for_the_manual_flow_is_valid_and_points_at_the_peer_port() 
     assert!(torrc.contains("HiddenServicePort 80 127.0.0.1:8001") && torrc.contains("HiddenServiceDir tor/hs"));
     assert!(torrc.contains("SocksPort 127.0.0.1:9250"));
     assert_eq!(defenses(&torrc).len(), 4, "{torrc}");
+}
+
+/// What run.sh said on its terminal (its stderr) for node `name`.
+fn said(top: &Path, name: &str) -> String {
+    read(top.join(format!("{name}.err")))
+}
+
+/// The PID in a node's tor.pid, if that process is alive.
+fn tor_of(node: &Node) -> Option<u32> {
+    read(node.dir.join("tor.pid")).trim().parse().ok().filter(|&pid| alive(pid))
+}
+
+/// Zombies whose parent is `pid`: a dead child nobody reaped.
+fn zombies_under(pid: u32) -> Vec<u32> {
+    let pids = std::fs::read_dir("/proc").unwrap().flatten().filter_map(|e| e.file_name().to_str()?.parse().ok());
+    let zombie = |p: &u32| {
+        let stat = read(PathBuf::from(format!("/proc/{p}/stat")));
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        fields.first() == Some(&"Z") && fields.get(1) == Some(&pid.to_string().as_str())
+    };
+    pids.filter(zombie).collect()
+}
+
+/// Kills the node's tor (SIGKILL), then waits for a new one to be up: a new PID, and one
+/// more "Bootstrapped 100%" in its log. How long that took.
+fn kill_tor(node: &Node) -> std::time::Duration {
+    let old = tor_of(node).expect("a tor");
+    let bootstrapped = || read(node.dir.join("tor.log")).matches("Bootstrapped 100%").count();
+    let before = bootstrapped();
+    let killed = Instant::now();
+    signal(old, libc::SIGKILL);
+    wait_for("a new tor, bootstrapped", 30, || tor_of(node).is_some_and(|p| p != old) && bootstrapped() > before);
+    killed.elapsed()
+}
+
+/// PROTOCOL.md §6 and run.sh: the node supervises what it starts beside the daemon.
+/// A runs in the foreground, B detached; their tors are killed as the OOM killer would.
+#[test]
+fn a_node_outlives_its_tor_and_brings_back_what_run_sh_started() {
+    let started = Instant::now();
+    let top = temp_dir("tornet-keep");
+    let base = 2000 + (std::process::id() % 150) as u16 * 40;
+    let mut cleanup = Cleanup(top.clone(), Vec::new());
+    tornet(&top, base);
+    let mut a = node(&top, "a", base + 100, base + 110, &mut cleanup);
+    let mut b = node_with(&top, "b", base + 200, base + 210, &["-d"], &top.join("client.torrc"), &mut cleanup);
+    let b_daemon = *cleanup.1.last().unwrap();
+    send(a.client, &b.id, "hello B");
+    assert_eq!(receive(&b, &a, 1), ["hello B"]);
+    send(b.client, &a.id, "hello A");
+    assert_eq!(receive(&a, &b, 1), ["hello A"]);
+
+    // A's tor dies: a new one is up within 30 s, run.sh says so, and what is written each
+    // way meanwhile arrives.
+    let first = kill_tor(&a);
+    let line = said(&top, "a");
+    assert!(
+        line.contains("run.sh: tor stopped (killed by SIGKILL) at ") && line.contains("; starting it again now"),
+        "{line}"
+    );
+    assert!(zombies_under(a.child.id()).is_empty(), "a dead tor left a zombie under A's daemon");
+    let sent = Instant::now();
+    send(a.client, &b.id, "a after its tor came back");
+    send(b.client, &a.id, "b while a's tor came back");
+    assert_eq!(receive(&b, &a, 1), ["a after its tor came back"]);
+    let a_to_b = sent.elapsed();
+    assert_eq!(receive(&a, &b, 1), ["b while a's tor came back"]);
+    let b_to_a = sent.elapsed();
+    // Three more times: back each time, after a pause that grows.
+    let again: Vec<_> = (0..3).map(|_| kill_tor(&a)).collect();
+    let line = said(&top, "a");
+    assert!(line.contains("starting it again in 1s") && line.contains("starting it again in 2s"), "{line}");
+    // B's tor, detached: back too, said in B's run.log.
+    let b_back = kill_tor(&b);
+    assert!(
+        read(b.dir.join("run.log")).contains("run.sh: tor stopped (killed by SIGKILL)"),
+        "{}",
+        read(b.dir.join("run.log"))
+    );
+    send(b.client, &a.id, "b after its tor came back");
+    assert_eq!(receive(&a, &b, 1), ["b after its tor came back"]);
+
+    // The file server and onion-auth.py: killed, back within 30 s.
+    for (what, words) in [("the file server", "serve"), ("onion-auth.py", "onion-auth.py")] {
+        let find = || {
+            processes(&[words, &a.dir.display().to_string()])
+                .into_iter()
+                .find(|&p| !processes(&["run.sh"]).contains(&p))
+        };
+        let old = find().expect(what);
+        signal(old, libc::SIGKILL);
+        wait_for(&format!("{what} back"), 30, || find().is_some_and(|p| p != old));
+        assert!(said(&top, "a").contains(&format!("run.sh: {what} stopped (killed by SIGKILL)")));
+    }
+
+    // Each daemon's exit ends everything run.sh started for it: keepers, tor, the
+    // programs beside it.
+    for (node, daemon) in [(&mut a, None), (&mut b, Some(b_daemon))] {
+        let dir = node.dir.display().to_string();
+        let started_for = |node: &Node| {
+            let mut pids = processes(&["run.sh", &dir]);
+            pids.extend(processes(&["serve", &dir]));
+            pids.extend(processes(&["onion-auth.py", &dir]));
+            pids.extend(tor_of(node));
+            pids.retain(|&p| Some(p) != daemon && p != node.child.id());
+            pids
+        };
+        let before = started_for(node);
+        assert!(before.len() >= 4, "keepers, tor, the file server, onion-auth.py: {before:?}");
+        tell(node.client, "EXIT", "localhost", 8000, "");
+        if daemon.is_none() {
+            assert!(node.child.wait().unwrap().success());
+        }
+        let deadline = Instant::now() + std::time::Duration::from_secs(20);
+        while before.iter().any(|&p| alive(p)) {
+            let left: Vec<String> = before
+                .iter()
+                .filter(|&&p| alive(p))
+                .map(|p| read(PathBuf::from(format!("/proc/{p}/cmdline"))).replace('\0', " "))
+                .collect();
+            assert!(Instant::now() < deadline, "left after the daemon exited: {left:?}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(started_for(node).is_empty(), "{:?}", started_for(node));
+    }
+    println!("A's tor killed: a new one up after {first:?}; then {again:?}; B's: {b_back:?}");
+    println!("written right after: A to B arrived in {a_to_b:?}, B to A in {b_to_a:?}");
+    println!("what run.sh said:\n{}", said(&top, "a"));
+    println!("B's run.log:\n{}", read(b.dir.join("run.log")));
+    println!("whole test: {:?}", started.elapsed());
 }
