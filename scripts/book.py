@@ -28,6 +28,7 @@ class Book:
         os.makedirs(home, mode=0o700, exist_ok=True)
         self.path, self.me = os.path.join(home, me + ".json"), me
         self.names, self.groups, self.requests, self.offers, self.blocked = {}, {}, [], [], []
+        self.unread = {}  # messages the client took from the daemon and has not yet shown
         try:
             with open(self.path, encoding="utf-8") as f:
                 data = json.load(f)
@@ -36,6 +37,8 @@ class Book:
             self.requests = [p for p in data.get("requests", []) if onion_id(p) == p]
             self.offers = [o for o in data.get("offers", []) if received.offer(o.get("line", ""))]
             self.blocked = [p for p in data.get("blocked", []) if onion_id(p) == p]
+            unread = data.get("unread", {}).items()
+            self.unread = {p: n for p, n in unread if onion_id(p) == p and isinstance(n, int) and n > 0}
         except FileNotFoundError:
             pass
         except (OSError, ValueError, AttributeError) as e:
@@ -46,7 +49,7 @@ class Book:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             data = {"names": self.names, "groups": self.groups, "requests": self.requests, "offers": self.offers}
-            data["blocked"] = self.blocked
+            data["blocked"], data["unread"] = self.blocked, self.unread
             json.dump(data, f)
         os.chmod(tmp, 0o600)
         os.replace(tmp, self.path)
@@ -60,6 +63,16 @@ class Book:
         start of its id stands beside it, so that two groups cannot pass for one."""
         group = self.groups[gid]
         return f"#{group['name']}" + ("" if group.get("mine") else f" ~{gid[:6]}")
+
+    def entries(self, word):
+        """The peers and groups the user knows by `word`: an id, a name, or a group's
+        name with or without its #."""
+        peer = self.resolve(word)
+        if peer:
+            return [peer]
+        named = [p for p, n in self.names.items() if n == word]
+        groups = [g for g, group in self.groups.items() if group["name"] == word.removeprefix("#")]
+        return named + groups
 
     def resolve(self, word):
         """An onion id, or the peer the user gave that name; None if neither (or two)."""
@@ -77,8 +90,11 @@ class Book:
         member = verified and sender in group["members"]
         ids = received.members_list(body)
         if ids and len(ids) <= MAX_MEMBERS and (member or (verified and not group["members"])):
+            removed = self.me in group["members"] and self.me not in ids
             group["name"], group["members"] = name, list(dict.fromkeys(ids))
-            body = self.shown(body)
+            # Out of the list, this client sends the group nothing more until invited again.
+            group["removed"] = self.me not in group["members"]
+            body = f"{self.label(sender)} removed you from #{name}" if removed else self.shown(body)
         elif body == "left" and member:
             group["members"].remove(sender)
         mark = "unverified" if not verified else "" if member or sender in group["members"] else "non-member"

@@ -1,5 +1,7 @@
 """Talking to the daemon on 127.0.0.1:PORT (PROTOCOL.md §1-§3): one JSON request a
 connection, its one reply read until the daemon closes."""
+import base64
+import hashlib
 import json
 import socket
 
@@ -73,7 +75,21 @@ class Daemon:
 
 def onion_id(text):
     """The canonical form of an onion id typed or pasted by the user, or None."""
-    b32 = text.strip().lower()
-    b32 = b32[:-6] if b32.endswith(".onion") else b32
-    return b32 + ".onion" if len(b32) == 56 and set(b32) <= BASE32 else None
+    return text.strip().lower().removesuffix(".onion") + ".onion" if id_problem(text) is None else None
+
+
+def id_problem(text):
+    """Why `text`, which looks like an onion id (base32, about 56 characters, with or
+    without .onion), is not one, in a line that fits the screen; None if it is one, and
+    "" if it does not look like one at all (a message, say)."""
+    b32 = text.strip().lower().removesuffix(".onion")
+    if not 48 <= len(b32) <= 64 or not set(b32) <= BASE32:
+        return ""
+    if len(b32) != 56:
+        return f"not an onion id: {len(b32)} characters, an id has 56 (cut or doubled in the paste?)"
+    raw = base64.b32decode(b32.upper())
+    digest = hashlib.sha3_256(b".onion checksum" + raw[:32] + b"\x03").digest()
+    if raw[34] != 3 or raw[32:34] != digest[:2]:
+        return "not an onion id: its checksum is wrong (mistyped?)"
+    return None
 

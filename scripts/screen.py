@@ -7,32 +7,32 @@ import time
 import received
 import waiting
 from book import MAX_MEMBERS, Book, group_name
-from daemon import Refused, Unreachable, onion_id
+from daemon import Refused, Unreachable, id_problem, onion_id
 from files import Fetch, Files
 from text import fit, hhmm, size, width, wrap
 
 HELP = [
-    "Paste an onion id and press Enter to open that conversation.",
-    "Tab / Shift-Tab, Ctrl-N / Ctrl-P: next / previous peer in the panel",
-    "PageUp / PageDown: scroll;  Up / Down: input history;  Ctrl-A/E/U/K: edit",
-    "/peer N|ID|NAME   open the Nth entry of the panel, an onion id, or a named peer",
-    "/name NAME   name the open conversation's peer; /info: its full id",
-    "/group NAME ID|NAME ...   a group (16 at most, you included), opened",
-    "/invite ID|NAME, /kick ID|NAME, /leave   in the open group",
-    "/send PATH   offer a file here (in a group: to each member); /get N: fetch offer N",
-    "/files       the offers made and received, and what became of them",
-    "/history N   show the last N lines of this conversation (default 50)",
-    "/block [ID|NAME], /unblock [ID|NAME]: hear a peer no more, or again; /blocked",
-    "/remove [ID|NAME]   no longer a contact: its messages are a request again",
-    "/quit        leave (the daemon keeps running and receiving)",
-    "/exit        stop the daemon and leave",
-    "/help        this text",
+    "Paste an onion id and press Enter: that chat opens.",
+    "Tab/Shift-Tab: next/previous; PgUp/PgDn: scroll",
+    "/peer N|ID|NAME|#GROUP  open an entry of the panel",
+    "/id  your id, whole;  /info  this chat's ids",
+    "/name NAME  name this peer",
+    "/group NAME ID|NAME ...  a group (16 at most)",
+    "/invite ID|NAME, /kick ID|NAME, /leave  (groups)",
+    "/send PATH  offer a file;  /get N  fetch offer N",
+    "/files  offers made and received",
+    "/history N  the last N lines here (50)",
+    "/block, /unblock [ID|NAME]  hear a peer no more",
+    "/blocked  who is blocked;  /remove [ID|NAME]",
+    "/quit  leave (the daemon keeps running)",
+    "/exit  stop the daemon and leave;  /help  this",
 ]
 POLL = 0.5  # seconds between polls: incoming messages show within a second
 PROBE = 5.0  # seconds between looks at this node's Tor
 LATE = 3.0  # seconds after which a message still queued says why it waits
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RETRY = 2.0  # seconds between tries while the daemon cannot be reached
+SAID = 5.0  # seconds a line of ours that is not an alarm stays in the status line
 
 
 class Chat:
@@ -50,6 +50,8 @@ class Chat:
         self.stale = False  # HISTORY must be asked again
         self.info = list(HELP[:1])  # lines of our own, shown under the conversation
         self.status, self.alarm, self.down = "connecting...", False, True
+        self.said_at = time.monotonic()
+        self.banner = None  # an id shown alone on a line of the whole width, to copy (/id, /info)
         self.text, self.cursor, self.typed, self.recall = "", 0, [], 0
         self.scroll = 0
         self.next_poll = 0.0
@@ -68,6 +70,7 @@ class Chat:
             if self.me is None:
                 self.me = self.daemon.host()
                 self.book = Book(self.me)
+                self.unread = dict(self.book.unread)
             self.take()
             for peer, name in self.files.fetched():
                 self.notices.setdefault(peer, []).append((time.time(), "*", f"fetched {name}", ""))
@@ -127,6 +130,7 @@ class Chat:
                     continue
                 self.unread[peer] = self.unread.get(peer, 0) + 1
         if changed:
+            self.book.unread = self.unread
             self.book.save()
             self.stale = True
 
@@ -142,7 +146,9 @@ class Chat:
             return
         if not self.peer:
             return
-        self.unread.pop(self.peer, None)
+        if self.unread.pop(self.peer, None):  # on the screen now: read, also for the next start
+            self.book.unread = self.unread
+            self.book.save()
         queued = any(line.get("state") == "queued" for line in self.history)
         if not (self.stale or queued):
             return
@@ -189,7 +195,7 @@ class Chat:
         return f"offers {what}: /get {n}"
 
     def say(self, status, alarm):
-        self.status, self.alarm = status, alarm
+        self.status, self.alarm, self.said_at = status, alarm, time.monotonic()
 
     def open(self, entry):
         """Opens a peer's conversation, or a group's (`entry` a group id)."""
@@ -235,9 +241,12 @@ class Chat:
         self.recall = len(self.typed)
         if line.startswith("/"):
             return self.command(line)
-        peer = onion_id(line)
-        if peer:
-            return self.open(peer)
+        # A line that looks like an id is never sent as a message, whatever is open.
+        problem = id_problem(line)
+        if problem:
+            return self.say(problem, True)
+        if problem is None:
+            return self.open(onion_id(line))
         try:
             if self.group:
                 return self.to_group(line)
@@ -253,6 +262,8 @@ class Chat:
 
     def to_group(self, text, to=None):
         """Sends to every other member of the open group; says which did not get it."""
+        if self.book.groups[self.group].get("removed"):
+            return self.say(f"you are no longer a member of {self.book.group_label(self.group)}: nothing sent", True)
         failed = self.book.send_group(self.daemon, self.group, text, to)
         self.book.log(self.group, time.time(), self.me, self.book.shown(text), "")
         self.book.save()
@@ -274,12 +285,16 @@ class Chat:
                 self.say(f"cannot stop the daemon: {e}", True)
         elif name == "/peer":
             peers = self.panel()
+            found = self.book.entries(arg) if self.book else []
             if arg.isdigit() and 1 <= int(arg) <= len(peers):
                 self.open(peers[int(arg) - 1])
-            elif self.book and self.book.resolve(arg):
-                self.open(self.book.resolve(arg))
+            elif len(found) == 1:
+                self.open(found[0])
+            elif found:
+                labels = ", ".join(self.book.group_label(e) if e in self.book.groups else e[:16] + "..." for e in found)
+                self.say(f"/peer {arg}: {labels} share that name; use its number", True)
             else:
-                self.say(f"/peer: expected 1 to {len(peers)}, an onion id or a name", True)
+                self.say(f"/peer: no {arg or 'entry'} here: a number of the panel, an id or a name", True)
         elif name == "/name":
             given = fit(arg, 24).strip()
             if not self.peer or not given:
@@ -292,7 +307,11 @@ class Chat:
                 members = [f"{self.book.label(p)} {p}" for p in group["members"]]
                 self.info = [f"group {group['name']} ({self.group}), members:"] + members
             elif self.peer:
-                self.info = [f"{self.book.label(self.peer)}: {self.peer}"]
+                self.say(f"{self.book.label(self.peer)}'s id is below, alone on its line, to copy", False)
+                self.banner = self.peer
+        elif name == "/id":
+            self.say("your onion id is below, alone on its line: select it to copy, and give it", False)
+            self.banner = self.me
         elif name == "/group":
             self.new_group(arg.split())
         elif name in ("/invite", "/kick", "/leave"):
@@ -366,6 +385,8 @@ class Chat:
 
     def get(self, arg):
         """Fetches offer N in the background, or again: a partial file resumes."""
+        if not self.book.offers:
+            return self.say("/get: no offers yet; one shows as 'offers NAME: /get N'", True)
         if not arg.isdigit() or not 1 <= int(arg) <= len(self.book.offers):
             return self.say(f"/get: expected an offer's number, 1 to {len(self.book.offers)}", True)
         n = int(arg)
@@ -480,10 +501,8 @@ class Chat:
         for y in range(rows - 2):
             self.put(y, side, "|")
         self.put(0, 0, fit("TORchat", side - 1), curses.A_BOLD)
-        y = 1
-        for part in wrap(self.me or "(no id yet)", side - 1):
-            self.put(y, 0, part)
-            y += 1
+        self.put(1, 0, fit(f"{self.me[:16]}... (/id)" if self.me else "(no id yet)", side - 1))
+        y = 2
         self.put(y + 1, 0, fit("peers (Tab):", side - 1), curses.A_BOLD)
         y += 2
         requests = self.book.requests if self.book else []
@@ -497,8 +516,10 @@ class Chat:
             group = self.book.groups.get(entry) if self.book else None
             count = group["unread"] if group else self.unread.get(entry) or self.waiting.get(entry)
             label = self.book.group_label(entry) if group else self.book.label(entry) if self.book else entry
-            label = f"{n:>2} {label}" + (f" ({count})" if count else "")
-            self.put(y, 0, fit(label, side - 1), curses.A_REVERSE if entry in (self.peer, self.group) else 0)
+            # The name is cut, never the count.
+            count = f" ({count})" if count else ""
+            label = fit(f"{n:>2} {label}", side - 1 - len(count)) + count
+            self.put(y, 0, label, curses.A_REVERSE if entry in (self.peer, self.group) else 0)
             y += 1
         x, pane = side + 2, cols - side - 2
         if self.group:
@@ -518,11 +539,13 @@ class Chat:
                 body += wrap(f"/get {n} {offer['name']}: {fetch.status}", pane, 2)
         for text in self.info:
             body += wrap(text, pane, 2)
-        height = rows - 3
+        height = rows - 3 - (1 if self.banner else 0)
         self.scroll = min(self.scroll, max(0, len(body) - height))
         shown = body[max(0, len(body) - height - self.scroll): len(body) - self.scroll]
         for i, line in enumerate(shown):
             self.put(1 + i, x, line)
+        if self.banner:
+            self.put(rows - 3, 0, fit(self.banner, cols - 1).ljust(cols - 1))
         status, alarm = self.status, self.alarm
         if self.tor_down:
             status, alarm = "Tor is not running: messages wait; run.sh restarts it" + (f" | {status}" if status else ""), True
@@ -539,17 +562,36 @@ class Chat:
             pass
         s.refresh()
 
+    def view(self):
+        """What the screen shows, to tell whether it changed."""
+        fetches = [fetch.status for fetch in self.fetches.values()]
+        counts = (self.unread, self.waiting, [g["unread"] for g in self.book.groups.values()] if self.book else [])
+        return repr((self.status, self.alarm, self.tor_down, self.lines, self.panel(), counts, self.info, fetches))
+
     def run(self):
-        self.screen.timeout(100)
+        """Draws when something changed or a key came, and sleeps until the next key or
+        the next poll: idle, the client costs a poll every half second."""
         self.screen.keypad(True)
+        shown, key = None, True
         while self.running:
-            if time.monotonic() >= self.next_poll:
+            now = time.monotonic()
+            if now >= self.next_poll:
                 self.poll()
-            self.draw()
+            if self.status and not self.alarm and now - self.said_at > SAID:
+                self.status = ""  # a passing word, not a state
+            view = self.view()
+            if key or view != shown:
+                self.draw()
+                shown = view
+            self.screen.timeout(max(1, int((self.next_poll - time.monotonic()) * 1000)))
             try:
                 k = self.screen.get_wch()
             except curses.error:
-                continue  # no key within the timeout
+                key = False
+                continue  # no key before the next poll
+            key = True
+            if k not in (curses.KEY_RESIZE,):
+                self.banner = None if k in ("\n", "\r", curses.KEY_ENTER) else self.banner
             self.key(k)
 
 

@@ -73,7 +73,8 @@ def send_group(daemon, name, text):
     book.save()
     for why in failed:
         print(f"torchat: not sent to {why}", file=sys.stderr)
-    print(f"queued for {len(book.groups[found[0]]['members']) - 1 - len(failed)} members of #{name}")
+    n = len(book.groups[found[0]]["members"]) - 1 - len(failed)
+    print(f"queued for {n} member{'' if n == 1 else 's'} of #{name}")
     return 1 if failed else 0
 
 

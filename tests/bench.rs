@@ -586,3 +586,35 @@ fn benchmark() {
         println!("| {what} | {measured} | {reference} | {target} | {met} |");
     }
 }
+
+/// CPU seconds a process has used (user and system), from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0 // USER_HZ
+}
+
+/// Our terminal client, idle for a minute in tmux against a daemon with nothing to say:
+/// its share of a core (issue 29: at most 0.3%), and the daemon's.
+#[test]
+#[ignore]
+fn idle_client_cpu() {
+    let d = Daemon::start("bench-idle", &[]);
+    let t = Terminal::start(d.client, 80, 24);
+    t.wait("connected", |s| s.contains("connected"));
+    let out = t.tmux(&["display", "-p", "-t", "main", "#{pane_pid}"]).output().unwrap();
+    let shell: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).unwrap();
+    let client: u32 = children.split_whitespace().next().expect("the client under the pane's shell").parse().unwrap();
+    std::thread::sleep(Duration::from_secs(6)); // past the start and its passing words
+    let (c0, d0, at) = (cpu_seconds(client), cpu_seconds(d.pid), Instant::now());
+    std::thread::sleep(Duration::from_secs(60)); // the minute measured
+    let secs = at.elapsed().as_secs_f64();
+    let (client_share, daemon_share) = ((cpu_seconds(client) - c0) / secs, (cpu_seconds(d.pid) - d0) / secs);
+    println!(
+        "idle for {secs:.0} s: the client {:.3}% of a core, the daemon {:.3}%",
+        client_share * 100.0,
+        daemon_share * 100.0
+    );
+}

@@ -120,7 +120,7 @@ fn a_group_of_three_daemons_two_of_our_clients_and_a_2017_client() {
     let (status, out, err) =
         run_client(&ta.home, &[&a.client.to_string(), "--send-group", "team", "from a script"], "");
     assert_eq!(status, 1, "{out} {err}");
-    assert!(out.contains("queued for 1 members of #team") && err.contains("not sent to dave"), "{out} {err}");
+    assert!(out.contains("queued for 1 member of #team") && err.contains("not sent to dave"), "{out} {err}");
     tb.wait("the script's message at B", |s| s.contains("from a script"));
     let (status, _, err) = run_client(&ta.home, &[&a.client.to_string(), "--send-group", "nosuch", "x"], "");
     assert!(status == 1 && err.contains("no group named nosuch"), "{err}");
@@ -130,6 +130,15 @@ fn a_group_of_three_daemons_two_of_our_clients_and_a_2017_client() {
     ta.wait("the members' ids", |s| s.contains(&format!("bob {}", &b.id[..40])));
     ta.type_line("/invite carol");
     assert_eq!(next_text(&c, &a.id), format!("[#team {gid}] members: {} {} {dave} {}", a.id, b.id, c.id));
+    // A removes B, whose client says so and sends the group nothing more.
+    ta.type_line("/kick bob");
+    tb.wait("B told", |s| s.contains(&format!("{}...: {}... removed you from #team", &a.id[..12], &a.id[..12])));
+    tb.type_line("still with you?");
+    tb.wait("B's client refusing", |s| s.contains("you are no longer a member of #team"));
+    assert!(drain(c.client, &b.id).iter().all(|m| !m.contains("still with you?")), "a removed member fanned out");
+    ta.type_line("/invite bob");
+    let back = format!("members: {}..., {}..., {}..., me", &a.id[..12], &dave[..12], &c.id[..12]);
+    tb.wait("B back in", |s| s.contains(&back));
     tb.type_line("/leave");
     ta.wait("B gone at A", |s| s.contains("bob: left"));
     tb.wait("the group gone at B", |s| !s.contains("#team"));

@@ -13,7 +13,7 @@ fn chat_in_a_terminal_with_a_second_daemon_and_an_old_peer() {
     let (_proxy, nodes) = network(2, &[]);
     let (a, b) = (&nodes[0], &nodes[1]);
     let t = Terminal::start(a.client, 110, 30);
-    t.wait("our onion id in the panel", |s| s.contains(&a.id[..29]) && s.contains("connected"));
+    t.wait("our onion id in the panel", |s| s.contains(&a.id[..16]) && s.contains("connected"));
 
     let mut typo = b.id.clone().into_bytes();
     typo[3] = if typo[3] == b'a' { b'b' } else { b'a' };
@@ -61,7 +61,7 @@ fn chat_in_a_terminal_with_a_second_daemon_and_an_old_peer() {
 fn the_daemon_going_away_is_a_message_and_a_retry_and_exit_stops_it() {
     let mut d = Daemon::start("tty-away", &[]);
     let t = Terminal::start(d.client, 100, 24);
-    t.wait("the daemon", |s| s.contains(&d.id[..29]));
+    t.wait("the daemon", |s| s.contains(&d.id[..16]));
     t.type_line("/help");
     t.wait("the help", |s| s.contains("/exit") && s.contains("/history N"));
     d.kill();
@@ -176,4 +176,84 @@ fn a_waiting_message_says_why_and_the_status_line_says_when_tor_is_not_running()
     v.wait("connected", |s| s.contains("connected"));
     v.type_line(&nowhere);
     v.wait("the queued message, with no reason", |s| s.contains("> hello?  [queued]"));
+}
+
+/// The everyday client (issue 29): unread counts survive a restart of the client, the
+/// id is shown whole on a line of its own, groups open by name, near-miss ids are never
+/// sent, and the small words are right. 80x24, as a plain terminal starts.
+#[test]
+fn an_everyday_client_keeps_unread_shows_the_id_whole_and_never_sends_a_near_miss_id() {
+    let (_proxy, nodes) = network(3, &[]);
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let home = temp_dir("everyday-home");
+    let t = Terminal::start_in(a.client, 80, 24, home.clone());
+    t.wait("connected", |s| s.contains("connected"));
+    for (id, name) in [(&b.id, "bob"), (&c.id, "a-rather-long-name-xxxx")] {
+        t.type_line(id);
+        t.wait("the conversation", |s| s.contains(&id[..16]));
+        t.type_line(&format!("/name {name}"));
+        t.wait("the name", |s| s.contains(&name[..name.len().min(12)]));
+    }
+    // /id: the whole id, alone on a line of the whole width.
+    t.type_line("/id");
+    let screen = t.wait("the id alone on its line", |s| s.lines().any(|l| l.trim_end() == a.id));
+    eprintln!("/id at 80x24:\n{screen}");
+    t.type_line("/info");
+    t.wait("the peer's id alone on its line", |s| s.lines().any(|l| l.trim_end() == c.id));
+    // /help fits the screen.
+    t.type_line("/help");
+    let screen = t.wait("the help", |s| s.contains("/exit  stop the daemon"));
+    assert!(screen.contains("Paste an onion id") && screen.lines().count() <= 24, "{screen}");
+
+    // Near-miss ids typed into an open conversation never reach the peer.
+    let short = &c.id[..55];
+    let mut wrong = c.id.clone().into_bytes();
+    wrong[10] = if wrong[10] == b'a' { b'b' } else { b'a' };
+    let wrong = String::from_utf8(wrong).unwrap();
+    for (typed, says) in [
+        (short.to_string(), "55 characters, an id has 56"),
+        (format!("{short}.onion"), "55 characters, an id has 56"),
+        (wrong.clone(), "checksum is wrong"),
+        (wrong.trim_end_matches(".onion").to_string(), "checksum is wrong"),
+        (format!("{}x", &c.id[..56]), "57 characters, an id has 56"),
+    ] {
+        t.type_line(&typed);
+        let screen = t.wait("the reason", |s| s.contains(says));
+        assert!(screen.lines().all(|l| l.chars().count() <= 80), "{screen}");
+    }
+    t.type_line("a real message");
+    wait_for("the real message at C", 10, || a.messages_log().matches("\"ev\":\"delivered\"").count() >= 1);
+    let got = drain(c.client, &a.id);
+    assert_eq!(got, ["a real message"], "only the message reached C");
+
+    // Unread, then a restart of the client: the counts are the same, and a name is cut
+    // before its count.
+    t.type_line("/group team bob");
+    t.wait("the group open", |s| s.contains("#team  (/info: members)"));
+    send(b.client, &a.id, "one");
+    send(b.client, &a.id, "two");
+    send(c.client, &a.id, "three");
+    let counts = |s: &str| s.contains("bob (2)") && s.contains("(1)") && s.contains("a-rather-long-");
+    let before = t.wait("two unread from bob, one from the long name", counts);
+    t.type_line("/quit");
+    t.wait("the end", |s| s.contains("client exited: 0"));
+    drop(t);
+    let t = Terminal::start_in(a.client, 80, 24, home.clone());
+    let after = t.wait("the same counts after a restart", counts);
+    eprintln!("the panel before /quit:\n{before}\nand after a new start:\n{after}");
+    t.type_line("/peer bob");
+    t.wait("bob's messages, shown", |s| s.contains("< one") && s.contains("< two"));
+    t.wait("bob's count gone", |s| !s.contains("bob (2)"));
+
+    // Groups open by name, with or without #; /get with no offers says so in a line.
+    t.type_line("/peer team");
+    t.wait("the group by name", |s| s.contains("#team  (/info: members)"));
+    t.type_line("/peer bob");
+    t.type_line("/peer #team");
+    t.wait("the group by #name", |s| s.contains("#team  (/info: members)"));
+    t.type_line("/get 1");
+    t.wait("no offers", |s| s.contains("/get: no offers yet"));
+    // A passing word clears by itself.
+    t.type_line("/peer bob");
+    t.wait("the status line back to its default", |s| s.contains("/help for commands"));
 }

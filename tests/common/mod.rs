@@ -492,6 +492,9 @@ pub fn client() -> String {
 pub struct Terminal {
     socket: String,
     pub home: PathBuf,
+    /// Where the client looks for this node's Tor unless the test says (TORCHAT_SOCKS):
+    /// a port that answers, so that the status line says nothing of Tor.
+    _tor: TcpListener,
 }
 
 impl Terminal {
@@ -507,9 +510,12 @@ impl Terminal {
     pub fn start_with(port: u16, cols: u16, rows: u16, home: PathBuf, env: &[String]) -> Terminal {
         static N: AtomicUsize = AtomicUsize::new(0);
         let socket = format!("torchat-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let tor = TcpListener::bind("127.0.0.1:0").unwrap();
+        let socks = format!("TORCHAT_SOCKS={}", tor.local_addr().unwrap());
         let (client, dir, env) = (client(), home.display(), env.join(" "));
-        let script = format!("TORCHAT_HOME={dir} {env} python3 {client} {port}; echo \"client exited: $?\"; exec cat");
-        let t = Terminal { socket, home };
+        let script =
+            format!("TORCHAT_HOME={dir} {socks} {env} python3 {client} {port}; echo \"client exited: $?\"; exec cat");
+        let t = Terminal { socket, home, _tor: tor };
         let (cols, rows) = (cols.to_string(), rows.to_string());
         t.tmux(&["-f", "/dev/null", "new-session", "-d", "-s", "main", "-x", &cols, "-y", &rows])
             .args(["-e", "LANG=C.UTF-8", "sh", "-c", &script])
