@@ -166,8 +166,8 @@ fi
 # What Tor says before its log file is open (a port in use, say) goes to tor.out.
 tor_keeper=$(kept tor sh -c 'exec tor -f "$0/torrc" --RunAsDaemon 0 >> "$0/tor.out" 2>&1' "$dir")
 # The file server starts now: a port in use shows by the time Tor is up.
-kept "the file server" sh -c 'exec "$1" serve --dir "$0/shares" "$2" >> "$0/shares/sent.log" 2>> "$0/share.out"' \
-    "$dir" "$share" $((port + 2)) > "$dir/share.keeper"
+share_keeper=$(kept "the file server" sh -c 'exec "$1" serve --dir "$0/shares" "$2" >> "$0/shares/sent.log" 2>> "$0/share.out"' \
+    "$dir" "$share" $((port + 2)))
 deadline=$((SECONDS + ${TORCHAT_WAIT:-300})) shown=""
 until grep -q 'Bootstrapped 100%' "$dir/tor.log" && [ -s "$dir/hs/hostname" ]; do
     if ! kill -0 "$tor_keeper" 2>/dev/null; then
@@ -184,7 +184,7 @@ until grep -q 'Bootstrapped 100%' "$dir/tor.log" && [ -s "$dir/hs/hostname" ]; d
     sleep 0.5
 done
 echo "tor: ready; this node is $(cat "$dir/hs/hostname")"
-kill -0 "$(cat "$dir/share.keeper")" 2>/dev/null || { say "the file server stopped: $(cat "$dir/share.out")"; exit 1; }
+kill -0 "$share_keeper" 2>/dev/null || { say "the file server stopped: $(cat "$dir/share.out")"; exit 1; }
 # From now on the files follow the messages log, and Tor re-reads them (SIGHUP).
 kept onion-auth.py sh -c 'exec python3 "$@" 2>> "$0/onion-auth.log"' "$dir" "${auth[@]}" > /dev/null
 : > "$dir/up"
